@@ -1,0 +1,300 @@
+"""The `shipper` command: parse, load the config, call into the package. Nothing else lives here."""
+from __future__ import annotations
+
+import http.client
+import os
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import click
+import orjson
+
+from shipper import __version__, config as config_mod, events
+from shipper.decode import Rejected
+from shipper.normalize import events_from_bytes
+from shipper.query.parser import QueryError, parse
+from shipper.simulate import ENVELOPES, FleetSimulator, write_ndjson
+
+CONFIG_HELP = "Config file (default: ./config.toml). Read alone, never merged."
+
+
+def _load_config(path: str | None) -> config_mod.Config:
+    try:
+        return config_mod.load(path or "config.toml")
+    except config_mod.ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _open_store(config: config_mod.Config):
+    from shipper.sinks.sqlite import StoreError, connect
+
+    sink = config.sqlite_sink()
+    if sink is None:
+        raise click.ClickException(f"{config.path}: no [[sinks]] of type \"sqlite\" to search; add one")
+    try:
+        return connect(sink.path, create=False)
+    except StoreError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="shipper")
+def main() -> None:
+    """shipper: ECS events from CloudMonitor and EventBridge into a searchable audit trail.
+
+    \b
+    Start here:
+      shipper run                     ingest with ./config.toml (a demo fleet into ./shipper-data)
+      shipper search 'state: Deleted' released instances
+      shipper lifecycle i-bp1...      one instance's whole timeline, released or not
+    """
+
+
+@main.command()
+@click.option("--config", "config_path", metavar="PATH", help=CONFIG_HELP)
+def run(config_path: str | None) -> None:
+    """Run the main job: sources -> normalize -> batch -> sinks, until Ctrl-C or SIGTERM.
+
+    Messages are acknowledged only after their events are committed to every sink; input that is not an
+    event is dead-lettered (table shipper-deadletter) with a reason, never dropped.
+    """
+    from shipper import logsetup, runner
+    from shipper.sinks.sqlite import StoreError
+    from shipper.sources.http import HttpSourceError
+
+    config = _load_config(config_path)
+    logsetup.setup(config.shipper.log_level, tuple(s.token_env for s in config.sources if hasattr(s, "token_env")))
+    try:
+        status = runner.run(config)
+    except (StoreError, HttpSourceError) as e:
+        raise click.ClickException(str(e)) from None
+    sys.exit(status)
+
+
+@main.command()
+@click.argument("file", default="-", metavar="[FILE|-]")
+def normalize(file: str) -> None:
+    """Print each event of FILE (or stdin) as one normalized JSON line.
+
+    FILE may hold one event, a JSON array, NDJSON, a base64 MNS body or a form-encoded push. Input that is
+    not an event prints {"error": REASON, ...} and the exit status is 1.
+    """
+    from shipper.sources.file import ReplayError, iter_messages, split_messages
+
+    received_ms = int(time.time() * 1000)
+    try:
+        messages = list(split_messages(sys.stdin.buffer.read(), "-")) if file == "-" else list(iter_messages(Path(file)))
+    except ReplayError as e:
+        raise click.ClickException(str(e)) from None
+    failed = False
+    out = sys.stdout.buffer
+    for name, body in messages:
+        try:
+            for record in events_from_bytes(body, received_ms=received_ms):
+                out.write(orjson.dumps(record) + b"\n")
+        except Rejected as e:
+            failed = True
+            out.write(orjson.dumps({"error": e.reason, "detail": e.error, "input": name}) + b"\n")
+    out.flush()
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--config", "config_path", metavar="PATH", help=CONFIG_HELP)
+def replay(path: Path, config_path: str | None) -> None:
+    """Ingest PATH (a JSON file, an NDJSON file or a folder of them) into the configured sinks.
+
+    Safe to repeat: an event already stored (same event_uid) is not stored twice.
+    """
+    from shipper import logsetup, runner
+    from shipper.sinks.sqlite import StoreError
+    from shipper.sources.file import ReplayError, replay as run_replay, total_bytes
+
+    config = _load_config(config_path)
+    logsetup.setup("warning")
+    try:
+        pipeline = runner.build_pipeline(config).start()
+        size = total_bytes(path)
+        with click.progressbar(length=size, label=f"replaying {path}", file=sys.stderr,
+                               show_pos=False, show_percent=True) as bar:
+            summary = run_replay(path, pipeline, bar.update, config.shipper.shutdown_grace_seconds)
+    except (ReplayError, StoreError) as e:
+        raise click.ClickException(str(e)) from None
+    reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.reasons.items()))
+    click.echo(f"{summary.messages} messages: {summary.events} events committed, "
+               f"{summary.dead_lettered} dead-lettered{f' ({reasons})' if reasons else ''}, "
+               f"{summary.failed} failed", err=True)
+    if summary.failed:
+        raise click.ClickException(f"{summary.failed} messages were not committed; see the errors above and replay again")
+
+
+def _window(since, start, end):
+    from shipper.search import window
+
+    try:
+        return window(since, start, end)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--since/--from/--to") from None
+
+
+@main.command()
+@click.argument("query")
+@click.option("--since", metavar="DURATION", help="Only the last DURATION: 30m, 24h, 7d. Default: all time.")
+@click.option("--from", "start", metavar="TIME", help="Start time (2025-06-14T01:15:02Z, 2025-06-14, epoch).")
+@click.option("--to", "end", metavar="TIME", help="End time, same forms as --from.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1), help="At most this many rows.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
+@click.option("--table", default=events.EVENTS_TABLE, show_default=True,
+              type=click.Choice(list(events.TABLE_FIELDS)), help="Which store to search.")
+@click.option("--config", "config_path", metavar="PATH", help=CONFIG_HELP)
+def search(query, since, start, end, limit, as_json, table, config_path) -> None:
+    """Search stored events with SLS query syntax.
+
+    \b
+    Examples:
+      shipper search 'state: Deleted'                       released instances
+      shipper search 'instance_id: i-bp1f3kq7z2m9w4x6c8v0'  one instance
+      shipper search '__topic__: interruption' --since 7d   spot interruptions this week
+      shipper search 'state: Stopped and not region_id: cn-beijing'
+      shipper search 'event_name: Instance:SystemMaintenance* and event_status: Scheduled'
+      shipper search 'event_time_ms >= 1750000000000'
+      shipper search '* | select state, count(DISTINCT event_uid) as n group by state'
+
+    A search part (key: value, value*, and/or/not, parentheses, numeric comparisons on event_time_ms),
+    optionally followed by | and SQL. Searches the local store of the config's sqlite sink.
+    """
+    from shipper.search import DEFAULT_COLUMNS, format_table, search as run_search
+
+    since_ms, until_ms = _window(since, start, end)
+    try:
+        parsed = parse(query)
+        conn = _open_store(_load_config(config_path))
+        result = run_search(conn, parsed, table=table, since_ms=since_ms, until_ms=until_ms, limit=limit)
+    except QueryError as e:
+        raise click.ClickException(f"query: {e}") from None
+    if as_json:
+        for row in result.as_dicts():
+            click.echo(orjson.dumps(row).decode())
+        return
+    columns = result.columns
+    if table == events.EVENTS_TABLE and "|" not in query:
+        columns = list(DEFAULT_COLUMNS)
+    elif "|" not in query:
+        columns = [c for c in result.columns if c not in ("raw_base64", "detail", "time_ms", "topic", "source_host")]
+    rows = [[row[c] for c in columns] for row in result.as_dicts()]
+    click.echo(format_table(columns, rows))
+    click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''}{', limit reached' if len(rows) == limit else ''})", err=True)
+
+
+@main.command()
+@click.argument("instance_id")
+@click.option("--json", "as_json", is_flag=True, help="The timeline as one JSON object per line.")
+@click.option("--config", "config_path", metavar="PATH", help=CONFIG_HELP)
+def lifecycle(instance_id: str, as_json: bool, config_path: str | None) -> None:
+    """Show INSTANCE_ID's whole timeline: what it was, when it was created, stopped and released.
+
+    Works long after release: name and type come from earlier events when the Deleted event lacks them.
+    """
+    from shipper.search import format_table, lifecycle as timeline_of, summarize
+
+    conn = _open_store(_load_config(config_path))
+    timeline = timeline_of(conn, instance_id)
+    if not timeline:
+        raise click.ClickException(f"no events for {instance_id} in the local store")
+    if as_json:
+        for event in timeline:
+            click.echo(orjson.dumps(event).decode())
+        return
+    summary = summarize(timeline)
+    for key, value in summary.items():
+        click.echo(f"{key + ':':<16}{value}")
+    click.echo()
+    columns = ["event_time", "event_name", "state", "event_status", "level", "instance_name", "instance_type"]
+    click.echo(format_table(columns, [[e[c] for c in columns] for e in timeline]))
+
+
+@main.command()
+@click.option("--instances", default=20, show_default=True, type=click.IntRange(1), help="Fleet size.")
+@click.option("--duration", default=3600.0, show_default=True, type=click.FloatRange(1),
+              help="Simulated seconds of history, ending now.")
+@click.option("--rate", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="Messages per second to send (0: as fast as possible).")
+@click.option("--seed", default=1, show_default=True, help="Same seed, same fleet, same bytes.")
+@click.option("--envelope", default="mixed", show_default=True, type=click.Choice(("mixed",) + ENVELOPES),
+              help="cms (CloudMonitor event), cms-subscription (CloudMonitor push), eventbridge, or a mix.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write NDJSON to this file.")
+@click.option("--to", "url", metavar="URL", help="POST each message to a running shipper's http source.")
+@click.option("--token-env", default="SHIPPER_WEBHOOK_TOKEN", show_default=True,
+              help="With --to: the variable holding the push token (sent as X-Shipper-Token).")
+def simulate(instances, duration, rate, seed, envelope, out, url, token_env) -> None:
+    """Emit a seeded fleet's realistic ECS events: to stdout (NDJSON), a file, or an HTTP URL.
+
+    Instances are created, started, stopped and released; spot instances get an interruption notice and
+    are deleted 5 minutes later; some get system maintenance with its status sequence.
+
+    \b
+      shipper simulate --instances 5 | shipper normalize
+      shipper simulate --out fleet.ndjson && shipper replay fleet.ndjson
+      SHIPPER_WEBHOOK_TOKEN=... shipper simulate --to http://127.0.0.1:8787/
+    """
+    if out and url:
+        raise click.BadParameter("choose --out or --to, not both", param_hint="--out/--to")
+    now_ms = int(time.time() * 1000)
+    sim = FleetSimulator(instances=instances, seed=seed, envelope=envelope,
+                         start_ms=now_ms - int(duration * 1000), duration_s=duration)
+    stream = _paced(sim.events(), rate)
+    if url:
+        _post_all(list(stream), url, token_env)
+    elif out:
+        with open(out, "wb") as fp:
+            count = write_ndjson(stream, fp)
+        click.echo(f"wrote {count} messages for {instances} instances to {out}", err=True)
+    else:
+        write_ndjson(stream, sys.stdout.buffer)
+
+
+def _paced(stream, rate: float):
+    if not rate:
+        yield from stream
+        return
+    next_at = time.monotonic()
+    for item in stream:
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        next_at += 1.0 / rate
+        yield item
+
+
+def _post_all(messages: list, url: str, token_env: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="--to")
+    token = os.environ.get(token_env, "")
+    if not token and "token=" not in parts.query:
+        raise click.ClickException(f"--to: set {token_env} to the http source's token (or pass --token-env NAME)")
+    conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = conn_class(parts.hostname, parts.port, timeout=60)
+    target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    headers = {"Content-Type": "application/json", "X-Shipper-Token": token}
+    refused: dict[int, int] = {}
+    try:
+        with click.progressbar(messages, label=f"posting to {parts.scheme}://{parts.netloc}", file=sys.stderr) as bar:
+            for event in bar:
+                conn.request("POST", target, body=event.body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                if response.status // 100 != 2:
+                    refused[response.status] = refused.get(response.status, 0) + 1
+    except OSError as e:
+        raise click.ClickException(f"--to {parts.scheme}://{parts.netloc}: {e.strerror or e}; is `shipper run` listening there?") from None
+    finally:
+        conn.close()
+    sent = len(messages) - sum(refused.values())
+    click.echo(f"posted {len(messages)} messages: {sent} accepted", err=True)
+    if refused:
+        detail = ", ".join(f"{n} × HTTP {code}" for code, n in sorted(refused.items()))
+        raise click.ClickException(f"refused: {detail} (401: wrong token; 503: sink not committing)")

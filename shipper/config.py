@@ -1,0 +1,199 @@
+"""config.toml -> typed, validated settings.
+
+Every key has a documented default; an unknown key, a wrong type or a bad value is a ConfigError whose
+one line names the file, the table and the key, and says what would be accepted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A problem in the config file an operator can fix; the message is one line naming the key."""
+
+
+@dataclass(frozen=True)
+class ShipperSettings:
+    data_dir: str = "./shipper-data"
+    shutdown_grace_seconds: float = 20.0
+    max_inflight_events: int = 20000        # receivers wait while this many events are buffered
+    max_message_bytes: int = 1 << 20        # larger messages are dead-lettered as too-large
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    max_events: int = 4096
+    max_bytes: int = 3_000_000
+    linger_ms: int = 500
+
+
+@dataclass(frozen=True)
+class SimulateSource:
+    """A demo fleet, like Vector's demo_logs: remove it in production."""
+    type: str = "simulate"
+    instances: int = 20
+    seed: int = 1
+    duration_seconds: float = 3600.0        # simulated span, ending now
+    rate: float = 200.0                     # messages per second handed to the pipeline
+    envelope: str = "mixed"
+
+
+@dataclass(frozen=True)
+class HttpSource:
+    """CloudMonitor pushes, EventBridge HTTP targets (and, later, SLS alert hooks)."""
+    type: str = "http"
+    listen: str = "127.0.0.1:8787"
+    token_env: str = "SHIPPER_WEBHOOK_TOKEN"
+    max_body_bytes: int = 4 << 20           # 413 above this; bodies over [shipper] max_message_bytes are dead-lettered
+    commit_timeout_seconds: float = 30.0    # answer 503 (sender retries) when a commit takes longer
+
+
+@dataclass(frozen=True)
+class SqliteSink:
+    type: str = "sqlite"
+    path: str = ""                          # default: <data_dir>/events.db
+
+
+SOURCE_TYPES: dict[str, type] = {"simulate": SimulateSource, "http": HttpSource}
+SINK_TYPES: dict[str, type] = {"sqlite": SqliteSink}
+ENVELOPE_CHOICES = ("mixed", "cms", "cms-subscription", "eventbridge")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    shipper: ShipperSettings = field(default_factory=ShipperSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    sources: tuple = ()
+    sinks: tuple = ()
+
+    def sqlite_sink(self) -> SqliteSink | None:
+        return next((s for s in self.sinks if isinstance(s, SqliteSink)), None)
+
+
+def load(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (pass --config PATH, or run where config.toml is)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the config file: {e}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return from_dict(doc, str(path))
+
+
+def from_dict(doc: dict, path: str = "config.toml") -> Config:
+    known = {"shipper", "batch", "sources", "sinks"}
+    _reject_unknown(doc, known, path, "the top level")
+    shipper = _build(ShipperSettings, doc.get("shipper", {}), path, "[shipper]")
+    batch = _build(BatchSettings, doc.get("batch", {}), path, "[batch]")
+    sources = tuple(_typed(item, SOURCE_TYPES, path, f"[[sources]] #{i + 1}")
+                    for i, item in enumerate(_array_of_tables(doc, "sources", path)))
+    sinks = tuple(_typed(item, SINK_TYPES, path, f"[[sinks]] #{i + 1}")
+                  for i, item in enumerate(_array_of_tables(doc, "sinks", path)))
+    sinks = tuple(dataclasses.replace(s, path=str(Path(shipper.data_dir) / "events.db"))
+                  if isinstance(s, SqliteSink) and not s.path else s for s in sinks)
+    config = Config(path=path, shipper=shipper, batch=batch, sources=sources, sinks=sinks)
+    _validate(config)
+    return config
+
+
+def _array_of_tables(doc: dict, key: str, path: str) -> list[dict]:
+    items = doc.get(key, [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ConfigError(f"{path}: `{key}` must be an array of tables ([[{key}]])")
+    return items
+
+
+def _typed(item: dict, registry: dict[str, type], path: str, where: str):
+    kind = item.get("type")
+    if kind not in registry:
+        choices = ", ".join(sorted(registry))
+        raise ConfigError(f"{path}: {where}: type = {kind!r} is not known; use one of: {choices}")
+    return _build(registry[kind], item, path, f"{where} (type {kind!r})")
+
+
+def _build(cls, values: Any, path: str, where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: {where} must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _reject_unknown(values, set(fields), path, where)
+    kwargs = {}
+    for name, value in values.items():
+        expected = type(fields[name].default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not expected:
+            raise ConfigError(f"{path}: {where}: `{name}` must be {_type_word(expected)}, got {value!r}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _type_word(t: type) -> str:
+    return {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}.get(t, t.__name__)
+
+
+def _reject_unknown(values: dict, known: set[str], path: str, where: str) -> None:
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean `{close[0]}`?" if close else f"; known keys: {', '.join(sorted(known))}"
+            raise ConfigError(f"{path}: {where}: unknown key `{key}`{hint}")
+
+
+def _validate(config: Config) -> None:
+    p = config.path
+
+    def positive(where: str, name: str, value: float) -> None:
+        if value <= 0:
+            raise ConfigError(f"{p}: {where}: `{name}` must be greater than 0, got {value!r}")
+
+    s = config.shipper
+    positive("[shipper]", "shutdown_grace_seconds", s.shutdown_grace_seconds)
+    positive("[shipper]", "max_inflight_events", s.max_inflight_events)
+    positive("[shipper]", "max_message_bytes", s.max_message_bytes)
+    if s.log_level not in LOG_LEVELS:
+        raise ConfigError(f"{p}: [shipper]: `log_level` must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")
+    b = config.batch
+    positive("[batch]", "max_events", b.max_events)
+    positive("[batch]", "max_bytes", b.max_bytes)
+    if b.linger_ms < 0:
+        raise ConfigError(f"{p}: [batch]: `linger_ms` must be 0 or more, got {b.linger_ms!r}")
+    for i, src in enumerate(config.sources):
+        where = f"[[sources]] #{i + 1} (type {src.type!r})"
+        if isinstance(src, SimulateSource):
+            positive(where, "instances", src.instances)
+            positive(where, "duration_seconds", src.duration_seconds)
+            positive(where, "rate", src.rate)
+            if src.envelope not in ENVELOPE_CHOICES:
+                raise ConfigError(f"{p}: {where}: `envelope` must be one of {', '.join(ENVELOPE_CHOICES)}, got {src.envelope!r}")
+        elif isinstance(src, HttpSource):
+            try:
+                parse_listen(src.listen)
+            except ValueError as e:
+                raise ConfigError(f"{p}: {where}: `listen` {e}") from None
+            positive(where, "max_body_bytes", src.max_body_bytes)
+            positive(where, "commit_timeout_seconds", src.commit_timeout_seconds)
+            if not src.token_env:
+                raise ConfigError(f"{p}: {where}: `token_env` must name the environment variable holding the push token")
+    if not config.sinks:
+        raise ConfigError(f"{p}: no [[sinks]]: add at least one, e.g. [[sinks]] type = \"sqlite\"")
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port` -> (host, port); raises ValueError with the reason."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"must be host:port such as 127.0.0.1:8787, got {listen!r}")
+    return host.strip("[]"), int(port)

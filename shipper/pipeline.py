@@ -1,0 +1,277 @@
+"""sources -> normalize -> batch -> sinks -> acknowledge.
+
+A source hands over a Message with an `on_done` callback and acts on the Result: an MNS message is
+deleted, an HTTP push answered 2xx, only once every record made from it is committed to every sink.
+Input that cannot be decoded becomes a dead-letter record, committed the same way, so it is never lost.
+Records are batched per table by count, bytes and linger; at most `max_inflight_events` records are
+buffered, and `submit` blocks (the receiver waits) while the buffer is full, so a sink outage leaves the
+backlog at the source, not in memory.
+"""
+from __future__ import annotations
+
+import base64
+import collections
+import enum
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from shipper import events, metrics
+from shipper.config import BatchSettings
+from shipper.decode import DEFAULT_MAX_BYTES, Rejected
+from shipper.normalize import events_from_bytes
+
+log = logging.getLogger("shipper.pipeline")
+
+INTERNAL_ERROR = "internal-error"  # dead-letter reason for a decoder bug: the input is kept, the process lives
+
+
+class Status(enum.Enum):
+    COMMITTED = "committed"          # every event is in every sink
+    DEAD_LETTERED = "dead-lettered"  # not an event; its dead-letter record is in every sink
+    FAILED = "failed"                # a sink refused it: the source must deliver it again
+
+
+@dataclass(frozen=True)
+class Result:
+    status: Status
+    events: int = 0
+    reason: str = ""
+    error: str = ""
+
+
+def _ignore(result: Result) -> None:
+    pass
+
+
+@dataclass
+class Message:
+    body: bytes
+    source: str
+    message_id: str = ""
+    content_type: str | None = None
+    on_done: Callable[[Result], None] = _ignore
+
+
+class Sink(Protocol):
+    name: str
+
+    def write(self, table: str, records: list[dict]) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class _Tracker:
+    """Counts a message's records still to commit; reports its Result exactly once."""
+
+    __slots__ = ("message", "pending", "result", "done")
+
+    def __init__(self, message: Message, pending: int, result: Result):
+        self.message, self.pending, self.result, self.done = message, pending, result, False
+
+
+@dataclass
+class _Buffer:
+    items: collections.deque = field(default_factory=collections.deque)  # (record, size, tracker)
+    size: int = 0
+    oldest: float = 0.0
+
+
+def _record_size(record: dict) -> int:
+    return sum(len(v) for v in record.values()) + 16 * len(record)
+
+
+def dead_letter_record(message: Message, reason: str, error: str, received_ms: int) -> dict:
+    return {
+        "reason": reason,
+        "source": message.source,
+        "message_id": message.message_id,
+        "received_time": events.format_time_ms(received_ms),
+        "error": error,
+        "raw_base64": base64.b64encode(message.body).decode("ascii"),
+    }
+
+
+class Pipeline:
+    def __init__(self, sinks: list[Sink], batch: BatchSettings, *, max_inflight_events: int = 20000,
+                 max_message_bytes: int = DEFAULT_MAX_BYTES, clock: Callable[[], float] = time.monotonic):
+        if not sinks:
+            raise ValueError("a pipeline needs at least one sink")
+        self.sinks = list(sinks)
+        self.batch = batch
+        self.max_inflight = max_inflight_events
+        self.max_message_bytes = max_message_bytes
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._buffers = {table: _Buffer() for table in events.TABLE_FIELDS}
+        self._inflight = 0
+        self._closing = False
+        self._failures = 0
+        self._flusher = threading.Thread(target=self._flush_loop, name="shipper-flusher", daemon=True)
+
+    def start(self) -> "Pipeline":
+        self._flusher.start()
+        return self
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    # -- intake -------------------------------------------------------------------------------------
+
+    def submit(self, message: Message) -> None:
+        """Decode and buffer one message; blocks while the in-flight buffer is full."""
+        received_ms = int(time.time() * 1000)
+        metrics.MESSAGES.inc()
+        try:
+            records = events_from_bytes(message.body, received_ms=received_ms, content_type=message.content_type,
+                                        max_bytes=self.max_message_bytes)
+            table, result = events.EVENTS_TABLE, Result(Status.COMMITTED, events=len(records))
+            metrics.EVENTS_RECEIVED.inc(len(records))
+        except Rejected as e:
+            records = [dead_letter_record(message, e.reason, e.error, received_ms)]
+            table, result = events.DEADLETTER_TABLE, Result(Status.DEAD_LETTERED, reason=e.reason, error=e.error)
+            metrics.DEAD_LETTERS.inc(labels={"reason": e.reason})
+        except Exception as e:  # a decoder bug must cost one dead letter, never the process
+            log.exception("normalize failed on a message from %s; dead-lettering it", message.source)
+            error = f"{type(e).__name__} while normalizing"
+            records = [dead_letter_record(message, INTERNAL_ERROR, error, received_ms)]
+            table, result = events.DEADLETTER_TABLE, Result(Status.DEAD_LETTERED, reason=INTERNAL_ERROR, error=error)
+            metrics.DEAD_LETTERS.inc(labels={"reason": INTERNAL_ERROR})
+        if not records:  # an empty JSON array: nothing to store, nothing to lose
+            message.on_done(result)
+            return
+        self._enqueue(table, records, _Tracker(message, len(records), result))
+
+    def reject(self, message: Message, reason: str, error: str) -> None:
+        """Dead-letter a message a source refused before reading it all (e.g. an HTTP body over the limit)."""
+        metrics.MESSAGES.inc()
+        metrics.DEAD_LETTERS.inc(labels={"reason": reason})
+        record = dead_letter_record(message, reason, error, int(time.time() * 1000))
+        self._enqueue(events.DEADLETTER_TABLE, [record],
+                      _Tracker(message, 1, Result(Status.DEAD_LETTERED, reason=reason, error=error)))
+
+    def _enqueue(self, table: str, records: list[dict], tracker: _Tracker) -> None:
+        n = len(records)
+        with self._cond:
+            while not self._closing and self._inflight and self._inflight + n > self.max_inflight:
+                self._cond.wait()
+            if self._closing:
+                closed = True
+            else:
+                closed = False
+                buf = self._buffers[table]
+                if not buf.items:
+                    buf.oldest = self._clock()
+                for record in records:
+                    size = _record_size(record)
+                    buf.items.append((record, size, tracker))
+                    buf.size += size
+                self._inflight += n
+                metrics.INFLIGHT.set(self._inflight)
+                self._cond.notify_all()
+        if closed:
+            tracker.message.on_done(Result(Status.FAILED, error="shipper is shutting down"))
+
+    # -- flushing -----------------------------------------------------------------------------------
+
+    def _ready_table(self, now: float) -> tuple[str | None, float | None]:
+        """The table to flush now, else how long until one is due."""
+        wait = None
+        linger = self.batch.linger_ms / 1000
+        for table, buf in self._buffers.items():
+            if not buf.items:
+                continue
+            if (self._closing or len(buf.items) >= self.batch.max_events or buf.size >= self.batch.max_bytes
+                    or now - buf.oldest >= linger):
+                return table, None
+            due = buf.oldest + linger - now
+            wait = due if wait is None else min(wait, due)
+        return None, wait
+
+    def _take(self, table: str) -> list[tuple]:
+        buf = self._buffers[table]
+        taken, size = [], 0
+        while buf.items and len(taken) < self.batch.max_events:
+            item = buf.items[0]
+            if taken and size + item[1] > self.batch.max_bytes:
+                break
+            buf.items.popleft()
+            taken.append(item)
+            size += item[1]
+        buf.size -= size
+        buf.oldest = self._clock()
+        return taken
+
+    def _flush_loop(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    table, wait = self._ready_table(self._clock())
+                    if table or (self._closing and not self._inflight):
+                        break
+                    self._cond.wait(timeout=wait)
+                if table is None:
+                    return
+                batch = self._take(table)
+            self._write(table, batch)
+
+    def _write(self, table: str, batch: list[tuple]) -> None:
+        records = [item[0] for item in batch]
+        started = time.perf_counter()
+        error = ""
+        for sink in self.sinks:
+            try:
+                new = sink.write(table, records)
+                if table == events.EVENTS_TABLE:
+                    metrics.EVENTS_STORED.inc(new, labels={"sink": sink.name})
+            except Exception as e:  # any sink failure means: not committed, deliver again
+                error = str(e) or type(e).__name__
+                metrics.SINK_ERRORS.inc(labels={"sink": sink.name})
+                log.error("sink %s: %s", sink.name, error)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        finished = []
+        with self._cond:
+            for _, _, tracker in batch:
+                if tracker.done:
+                    continue
+                if error:
+                    tracker.done = True
+                    finished.append((tracker, Result(Status.FAILED, error=error)))
+                else:
+                    tracker.pending -= 1
+                    if tracker.pending == 0:
+                        tracker.done = True
+                        finished.append((tracker, tracker.result))
+            self._inflight -= len(batch)
+            metrics.INFLIGHT.set(self._inflight)
+            self._cond.notify_all()
+        for tracker, result in finished:
+            if result.status is Status.COMMITTED:
+                metrics.EVENTS_COMMITTED.inc(result.events)
+            try:
+                tracker.message.on_done(result)
+            except Exception:
+                log.exception("acknowledging a message from %s failed", tracker.message.source)
+        if error:
+            self._failures += 1
+            time.sleep(min(0.1 * 2 ** min(self._failures, 6), 5.0))  # do not hammer a sink that is down
+        else:
+            self._failures = 0
+
+    # -- shutdown -----------------------------------------------------------------------------------
+
+    def close(self, timeout: float) -> bool:
+        """Flush what is buffered, then stop; True when everything was written within `timeout`."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._flusher.is_alive():
+            self._flusher.join(timeout)
+        drained = not self._flusher.is_alive()
+        if drained:
+            for sink in self.sinks:
+                sink.close()
+        return drained

@@ -1,0 +1,134 @@
+"""The embedded store: SQLite in WAL mode, one table per store, named like the SLS logstores.
+
+Each table holds the record fields plus `time_ms` (SLS `__time__` in ms), `topic` (`__topic__`) and
+`source_host` (`__source__`), so one query language serves both stores. A repeated `event_uid` in
+`ecs-events` is ignored: at-least-once delivery never shows duplicates here. Readers (`shipper search`)
+work while `shipper run` writes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import sqlite3
+import threading
+from pathlib import Path
+
+from shipper import events
+from shipper.query.sqlite import register_functions
+
+META_COLUMNS = ("time_ms", "topic", "source_host")
+_TIME_FIELD = {
+    events.EVENTS_TABLE: "event_time_ms",
+    events.ACTIONS_TABLE: "decided_time",
+    events.DEADLETTER_TABLE: "received_time",
+}
+_HOST = socket.gethostname()
+
+
+class StoreError(Exception):
+    """The local store cannot be opened or written; the message names the file."""
+
+
+def _column_type(name: str) -> str:
+    if name == "event_time_ms" or name == "time_ms":
+        return "INTEGER"
+    if name in events.NUMERIC_FIELDS:
+        return "REAL"
+    return "TEXT NOT NULL DEFAULT ''"
+
+
+def _schema() -> list[str]:
+    statements = []
+    for table, fields in events.TABLE_FIELDS.items():
+        columns = [f'"{f}" {_column_type(f)}' for f in fields + META_COLUMNS]
+        if table == events.EVENTS_TABLE:
+            columns[fields.index("event_uid")] = '"event_uid" TEXT NOT NULL UNIQUE'
+        statements.append(f'CREATE TABLE IF NOT EXISTS "{table}" ({", ".join(columns)})')
+        statements.append(f'CREATE INDEX IF NOT EXISTS "{table}:time_ms" ON "{table}" (time_ms)')
+    for name in events.INDEXED_EVENT_FIELDS:
+        statements.append(f'CREATE INDEX IF NOT EXISTS "ecs-events:{name}" ON "ecs-events" ("{name}")')
+    statements.append('CREATE INDEX IF NOT EXISTS "shipper-actions:instance_id" ON "shipper-actions" (instance_id)')
+    return statements
+
+
+def _time_ms(table: str, record: dict) -> int:
+    value = record.get(_TIME_FIELD[table], "")
+    if table == events.EVENTS_TABLE:
+        return int(value or 0)
+    try:
+        return int(dt.datetime.fromisoformat(value).timestamp() * 1000)
+    except ValueError:
+        return 0
+
+
+def _topic(table: str, record: dict) -> str:
+    if table == events.EVENTS_TABLE:
+        return record.get("category", "")
+    if table == events.ACTIONS_TABLE:
+        return record.get("hook", "")
+    return record.get("reason", "")
+
+
+def _row(table: str, fields: tuple, record: dict) -> tuple:
+    values = [record.get(f, "") for f in fields]
+    for i, f in enumerate(fields):
+        if f in events.NUMERIC_FIELDS:
+            values[i] = float(values[i]) if values[i] not in ("", None) else None
+    if table == events.EVENTS_TABLE and values[fields.index("event_time_ms")] is not None:
+        values[fields.index("event_time_ms")] = int(values[fields.index("event_time_ms")])
+    return (*values, _time_ms(table, record), _topic(table, record), _HOST)
+
+
+def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
+    """Open the store (WAL, schema ensured); query functions registered for searches."""
+    path = Path(path)
+    if not create and not path.exists():
+        raise StoreError(f"{path}: no local store yet; run `shipper run` or `shipper replay` first")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # a commit acknowledges messages: it must survive a crash
+        conn.execute("PRAGMA busy_timeout=30000")
+        for statement in _schema():
+            conn.execute(statement)
+    except (sqlite3.Error, OSError) as e:
+        raise StoreError(f"{path}: cannot open the local store: {e}") from None
+    register_functions(conn)
+    return conn
+
+
+class SqliteSink:
+    """Commits batches in one transaction each; reports how many rows were new."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._conn = connect(self.path)
+        self._lock = threading.Lock()
+        self._insert = {}
+        for table, fields in events.TABLE_FIELDS.items():
+            columns = ", ".join(f'"{f}"' for f in fields + META_COLUMNS)
+            marks = ", ".join("?" for _ in fields + META_COLUMNS)
+            verb = "INSERT OR IGNORE" if table == events.EVENTS_TABLE else "INSERT"
+            self._insert[table] = f'{verb} INTO "{table}" ({columns}) VALUES ({marks})'
+
+    def write(self, table: str, records: list[dict]) -> int:
+        fields = events.TABLE_FIELDS[table]
+        rows = [_row(table, fields, r) for r in records]
+        with self._lock:
+            try:
+                before = self._conn.total_changes
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(self._insert[table], rows)
+                self._conn.execute("COMMIT")
+                return self._conn.total_changes - before
+            except sqlite3.Error as e:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise StoreError(f"{self.path}: write to {table} failed: {e}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,132 @@
+"""The CLI as an operator runs it: normalize, replay, search, lifecycle, simulate."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shipper(*args, cwd, stdin=None, env=None):
+    return subprocess.run([sys.executable, "-m", "shipper", *args], cwd=cwd, input=stdin,
+                          capture_output=True, timeout=120, env=env)
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "config.toml").write_text('[[sinks]]\ntype = "sqlite"\npath = "./data/events.db"\n')
+    return tmp_path
+
+
+def test_normalize_prints_one_line_per_event(fixtures_dir, workdir):
+    result = shipper("normalize", str(fixtures_dir / "a_statechange_deleted.json"), cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.decode().splitlines()
+    record = json.loads(line)
+    assert record["state"] == "Deleted" and record["event_time"] == "2025-07-14T19:11:22.801Z"
+
+
+def test_normalize_reads_stdin_and_ndjson(fixtures_dir, workdir):
+    lines = b"\n".join(json.dumps(json.loads((fixtures_dir / n).read_text())).encode()
+                       for n in ("a_statechange_pending.json", "c_statechange_stopped.json"))
+    result = shipper("normalize", "-", cwd=workdir, stdin=lines)
+    assert result.returncode == 0
+    assert [json.loads(x)["envelope"] for x in result.stdout.decode().splitlines()] == ["cms", "eventbridge"]
+
+
+@pytest.mark.parametrize("name, reason", [("bad_not_json.txt", "not-json"), ("bad_truncated.json", "not-json"),
+                                          ("bad_wrong_types.json", "not-an-event"), ("bad_empty.txt", "not-json"),
+                                          ("bad_trailing_comma.json", "not-json"), ("bad_json_not_event.json", "not-an-event")])
+def test_normalize_bad_input_prints_error_line_and_exits_1(fixtures_dir, workdir, name, reason):
+    result = shipper("normalize", str(fixtures_dir / name), cwd=workdir)
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["error"] == reason
+    assert b"Traceback" not in result.stderr
+
+
+def test_replay_fixtures_then_search_and_lifecycle(fixtures_dir, workdir):
+    result = shipper("replay", str(fixtures_dir), cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    summary = result.stderr.decode()
+    # 36 files, README.md included (it is not an event): 29 valid events, 7 dead letters.
+    assert "29 events committed, 7 dead-lettered" in summary, summary
+    again = shipper("replay", str(fixtures_dir), cwd=workdir)
+    assert again.returncode == 0
+
+    found = shipper("search", "state: Stopped", "--json", cwd=workdir)
+    assert found.returncode == 0, found.stderr
+    ids = sorted(json.loads(x)["instance_id"] for x in found.stdout.decode().splitlines())
+    assert ids == ["i-2ze6h1j4k7l0p3o5i8u2", "i-8vb3x6z9c2v5b8n1m4q7", "i-bp1f3kq7z2m9w4x6c8v0"]
+
+    every = shipper("search", "*", "--json", "--limit", "1000", cwd=workdir)
+    uids = [json.loads(x)["event_uid"] for x in every.stdout.decode().splitlines()]
+    assert len(uids) == len(set(uids)) == 28  # replayed twice, stored once; the two form pushes are one
+
+    table = shipper("search", "__topic__: interruption", cwd=workdir)
+    assert table.returncode == 0 and b"i-bp1q8w3e5r7t9y2u4i6o" in table.stdout and b"event_time" in table.stdout
+
+    letters = shipper("search", "reason: not-json", "--table", "shipper-deadletter", "--json", cwd=workdir)
+    assert len(letters.stdout.decode().splitlines()) == 10  # 5 not-json files (README.md too), replayed twice
+
+    life = shipper("lifecycle", "i-bp1f3kq7z2m9w4x6c8v0", cwd=workdir)
+    assert life.returncode == 0, life.stderr
+    text = life.stdout.decode()
+    for state in ("Pending", "Starting", "Running", "Stopping", "Stopped"):
+        assert state in text
+    assert "created:" in text and "2025-06-14T01:15:02.114Z" in text
+
+
+def test_lifecycle_carries_name_and_type_into_a_bare_deleted_event(workdir):
+    created = {"id": "u1", "name": "Instance:StateChange", "eventTime": "20250101T080000.000+0800",
+               "resourceId": "acs:ecs:cn-hangzhou:1:instance/i-bp1aaaaaaaaaaaaaaaaa", "regionId": "cn-hangzhou",
+               "content": {"resourceId": "i-bp1aaaaaaaaaaaaaaaaa", "state": "Created", "instanceName": "web-1",
+                           "instanceType": "ecs.g7.large"}}
+    deleted = {"id": "u2", "name": "Instance:StateChange", "eventTime": "20250103T093000.000+0800",
+               "resourceId": "acs:ecs:cn-hangzhou:1:instance/i-bp1aaaaaaaaaaaaaaaaa", "regionId": "cn-hangzhou",
+               "content": {"resourceId": "i-bp1aaaaaaaaaaaaaaaaa", "state": "Deleted"}}
+    (workdir / "two.ndjson").write_text(json.dumps(created) + "\n" + json.dumps(deleted) + "\n")
+    assert shipper("replay", "two.ndjson", cwd=workdir).returncode == 0
+    life = shipper("lifecycle", "i-bp1aaaaaaaaaaaaaaaaa", "--json", cwd=workdir)
+    last = json.loads(life.stdout.decode().splitlines()[-1])
+    assert last["state"] == "Deleted" and last["instance_name"] == "web-1" and last["instance_type"] == "ecs.g7.large"
+    text = shipper("lifecycle", "i-bp1aaaaaaaaaaaaaaaaa", cwd=workdir).stdout.decode()
+    assert "lifetime:" in text and "2d 01:30:00" in text
+
+
+def test_operator_errors_are_one_line_without_traceback(workdir, tmp_path):
+    cases = [
+        (["search", "state: (", ], "query"),
+        (["search", "*", "--since", "yesterday"], "not a duration"),
+        (["lifecycle", "i-nothere"], "no local store yet"),
+        (["run", "--config", str(tmp_path / "missing.toml")], "no such config file"),
+        (["replay", str(tmp_path / "nothing-here")], "does not exist"),
+    ]
+    for args, expected in cases:
+        result = shipper(*args, cwd=workdir)
+        err = result.stderr.decode()
+        assert result.returncode != 0, args
+        assert expected in err, (args, err)
+        assert "Traceback" not in err, (args, err)
+
+
+def test_simulate_output_replays_into_the_store(workdir):
+    result = shipper("simulate", "--instances", "5", "--seed", "7", "--out", "fleet.ndjson", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    lines = (workdir / "fleet.ndjson").read_bytes().splitlines()
+    assert len(lines) >= 15  # at least created, starting, running for each
+    same = shipper("simulate", "--instances", "5", "--seed", "7", cwd=workdir)
+    assert same.stdout.splitlines()[0].startswith(b"{")
+    replayed = shipper("replay", "fleet.ndjson", cwd=workdir)
+    assert replayed.returncode == 0
+    assert f"{len(lines)} messages" in replayed.stderr.decode() and "0 dead-lettered" in replayed.stderr.decode()
+
+
+def test_help_teaches(workdir):
+    result = shipper("--help", cwd=workdir)
+    assert result.returncode == 0
+    for command in (b"run", b"normalize", b"replay", b"search", b"lifecycle", b"simulate"):
+        assert command in result.stdout
+    assert b"state: Deleted" in shipper("search", "--help", cwd=workdir).stdout
