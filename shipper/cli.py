@@ -62,15 +62,32 @@ def run(config_path: str | None) -> None:
     """
     from shipper import logsetup, runner
     from shipper.sinks.sqlite import StoreError
-    from shipper.sources.http import HttpSourceError
+    from shipper.sources import SourceError
 
     config = _load_config(config_path)
     logsetup.setup(config.shipper.log_level, tuple(s.token_env for s in config.sources if hasattr(s, "token_env")))
     try:
         status = runner.run(config)
-    except (StoreError, HttpSourceError) as e:
+    except (StoreError, SourceError) as e:
         raise click.ClickException(str(e)) from None
     sys.exit(status)
+
+
+@main.command()
+@click.option("--config", "config_path", metavar="PATH", help=CONFIG_HELP)
+def check(config_path: str | None) -> None:
+    """Validate the config and reach every configured service: one line per finding.
+
+    FAIL lines are what would stop `shipper run` (a missing queue, a refused key, an unwritable store);
+    the exit status is 1 when there is one.
+    """
+    from shipper.check import check as run_check
+
+    findings = run_check(_load_config(config_path))
+    for finding in findings:
+        click.echo(f"{finding.level:<4} {finding.text}")
+    if any(f.level == "FAIL" for f in findings):
+        sys.exit(1)
 
 
 @main.command()
@@ -159,7 +176,7 @@ def search(query, since, start, end, limit, as_json, table, config_path) -> None
       shipper search 'instance_id: i-bp1f3kq7z2m9w4x6c8v0'  one instance
       shipper search '__topic__: interruption' --since 7d   spot interruptions this week
       shipper search 'state: Stopped and not region_id: cn-beijing'
-      shipper search 'event_name: Instance:SystemMaintenance* and event_status: Scheduled'
+      shipper search 'event_name: "Instance:SystemMaintenance.Reboot" and event_status: Scheduled'
       shipper search 'event_time_ms >= 1750000000000'
       shipper search '* | select state, count(DISTINCT event_uid) as n group by state'
 

@@ -80,7 +80,7 @@ def _row(table: str, fields: tuple, record: dict) -> tuple:
 
 
 def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
-    """Open the store (WAL, schema ensured); query functions registered for searches."""
+    """Open the store (WAL): to write (schema ensured), or with create=False to read (must exist)."""
     path = Path(path)
     if not create and not path.exists():
         raise StoreError(f"{path}: no local store yet; run `shipper run` or `shipper replay` first")
@@ -90,8 +90,11 @@ def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a commit acknowledges messages: it must survive a crash
         conn.execute("PRAGMA busy_timeout=30000")
-        for statement in _schema():
-            conn.execute(statement)
+        if create:
+            for statement in _schema():
+                conn.execute(statement)
+        else:
+            conn.execute("PRAGMA query_only=ON")  # a reader: searches can never change the store
     except (sqlite3.Error, OSError) as e:
         raise StoreError(f"{path}: cannot open the local store: {e}") from None
     register_functions(conn)

@@ -1,0 +1,469 @@
+"""SLS queries translated for the SQLite store (one table per logstore, reference/sls.md §7–§8).
+
+Search part -> a WHERE clause:
+- `key: value` matches when the field's tokens contain the value's tokens as a consecutive phrase, case-
+  insensitively. Tokens are split on the SLS default delimiters (DELIMITERS). Two differences from SLS:
+  the shipped SLS index gives short fields a shorter list (no `:` or `/`), so `event_name: StateChange`
+  matches here but not there; and SLS documents a quoted `"a b"` as "both tokens" (only `#"a b"` is a
+  strict phrase), so a multi-token value may match fewer rows here.
+- `abc*` and `a?c` match per token; `key: *` = non-empty, `not key: *` = missing or empty, `key: ""` = empty.
+- Bare words search every text column of the table, tokenized the same way.
+- Numeric comparisons and ranges compare the INTEGER/REAL column; rows without a number never match
+  them, so `not x > 5` keeps rows where x is missing, as in SLS.
+- Reserved fields: `__time__` = time_ms / 1000, `__topic__` = topic, `__source__` = source_host.
+
+Token matching runs as `sls_match(kind, value, text...)`, a Python function; the store must call
+register_functions() on every connection. The value becomes one compiled regex (cached), so each row
+costs one C-level regex search per text.
+
+SQL part -> SQLite, by a token-level rewrite: `FROM log` is added where a SELECT has no FROM, and `log`
+is a CTE holding the rows the search and time window select. Presto functions are mapped
+(count_if, arbitrary, approx_distinct, if, json_extract_scalar, cast types) or registered here
+(max_by, min_by, date_trunc, date_format, from_unixtime; times are UTC, SLS uses the project's zone).
+Anything but one SELECT is rejected: the local store is read-only for queries.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import functools
+import re
+import sqlite3
+from dataclasses import dataclass
+
+from shipper.events import NUMERIC_FIELDS, TABLE_FIELDS
+from shipper.query.parser import (
+    SQL_KEYWORDS, And, Compare, Node, Not, Or, Query, QueryError, Range, SqlTok, Term,
+    identifier_name, significant, sql_tokens,
+)
+
+DELIMITERS = ",'\";=()[]{}?@&<>/:\n\t\r "
+SQL_DEFAULT_LIMIT = 100  # SLS returns 100 SQL rows unless the SQL says LIMIT
+
+_DELIM_CLASS = "[" + re.escape(DELIMITERS) + "]"
+# Full-text search joins the columns with NUL: it ends a token like a delimiter, but a phrase never spans it.
+_COLUMN_JOINER = "\0"
+_TOKEN_CHAR = "[^" + re.escape(DELIMITERS + _COLUMN_JOINER) + "]"
+_SPLIT_ALL = re.compile(_DELIM_CLASS + "+")
+_SPLIT_KEEP_WILDCARD = re.compile("[" + re.escape(DELIMITERS.replace("?", "")) + "]+")
+_RESERVED_COLUMNS = {"__time__": "(time_ms / 1000)", "__topic__": '"topic"', "__source__": '"source_host"'}
+_NUMERIC = NUMERIC_FIELDS | {"__time__"}
+
+
+def to_sqlite(q: Query, table: str, *, since_ms: int | None = None, until_ms: int | None = None,
+              limit: int | None = None) -> tuple[str, list]:
+    """A complete SELECT (with ? parameters).
+
+    Without a SQL part: the matching rows, newest first, at most `limit` (all when None). With one: the
+    SQL over the CTE `log`; when it has no LIMIT of its own, `limit` (default SLS's 100) is appended.
+    The window is [since_ms, until_ms) on time_ms, like GetLogs' [from, to).
+    """
+    if table not in TABLE_FIELDS:
+        raise QueryError(f"unknown table {table!r}; tables: {', '.join(TABLE_FIELDS)}")
+    params: list = []
+    conditions = []
+    if q.search is not None:
+        conditions.append(_Where(table, params).node(q.search))
+    if since_ms is not None:
+        conditions.append("time_ms >= ?")
+        params.append(since_ms)
+    if until_ms is not None:
+        conditions.append("time_ms < ?")
+        params.append(until_ms)
+    rows = f'SELECT * FROM "{table}"' + (" WHERE " + " AND ".join(conditions) if conditions else "")
+    if q.sql is None:
+        sql = rows + " ORDER BY time_ms DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return sql, params
+    body, has_limit = _rewrite_sql(q.sql)
+    sql = f"WITH log AS ({rows}) {body}"
+    if not has_limit:
+        sql += " LIMIT ?"
+        params.append(SQL_DEFAULT_LIMIT if limit is None else limit)
+    return sql, params
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """The functions translated queries call; needed on every connection that runs them."""
+    conn.create_function("sls_match", -1, _sls_match, deterministic=True)
+    conn.create_function("date_trunc", 2, _date_trunc, deterministic=True)
+    conn.create_function("date_format", 2, _date_format, deterministic=True)
+    conn.create_function("from_unixtime", 1, _from_unixtime, deterministic=True)
+    conn.create_aggregate("max_by", 2, _MaxBy)
+    conn.create_aggregate("min_by", 2, _MinBy)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Search part
+
+def _column(field: str, table: str) -> str:
+    if field in _RESERVED_COLUMNS:
+        return _RESERVED_COLUMNS[field]
+    valid = TABLE_FIELDS[table]
+    if field not in valid:
+        known = list(valid) + list(_RESERVED_COLUMNS)
+        near = difflib.get_close_matches(field, known, n=5, cutoff=0.6) or known
+        raise QueryError(f"unknown field {field!r} in {table!r}; did you mean: {', '.join(near)}")
+    return f'"{field}"'
+
+
+def _token_regex(word: str, kind: str) -> str:
+    if kind == "exact":
+        return re.escape(word)
+    return "".join(_TOKEN_CHAR + "*" if ch == "*" else _TOKEN_CHAR if ch == "?" else re.escape(ch) for ch in word)
+
+
+@functools.lru_cache(maxsize=256)
+def _phrase_regex(kind: str, value: str) -> re.Pattern:
+    """Matches the value's tokens as a consecutive phrase of whole tokens, in lower-cased text."""
+    split = _SPLIT_ALL if kind == "exact" else _SPLIT_KEEP_WILDCARD
+    words = [w for w in split.split(value.lower()) if w]
+    if not words:
+        raise QueryError(f"{value!r} has no searchable token (it is all delimiters)")
+    if kind != "exact" and any(w[0] in "*?" for w in words):
+        raise QueryError(f"{value!r}: a wildcard cannot start a word")
+    phrase = (_DELIM_CLASS + "+").join(_token_regex(w, kind) for w in words)
+    # The phrase must start a token. The check sits after the first character (always a literal), not
+    # before it, so that re scans for that literal instead of trying every position: ~15x faster.
+    first = re.escape(words[0][0])
+    return re.compile(f"{first}(?<!{_TOKEN_CHAR}{first}){phrase[len(first):]}(?!{_TOKEN_CHAR})")
+
+
+def _is_number(column: str) -> str:
+    return f"typeof({column}) IN ('integer', 'real')"
+
+
+@dataclass
+class _Where:
+    table: str
+    params: list
+
+    def node(self, node: Node) -> str:
+        if isinstance(node, And):
+            return "(" + " AND ".join(self.node(item) for item in node.items) + ")"
+        if isinstance(node, Or):
+            return "(" + " OR ".join(self.node(item) for item in node.items) + ")"
+        if isinstance(node, Not):
+            return "NOT " + self.node(node.item)
+        if isinstance(node, Compare):
+            return self.compare(_column(node.field, self.table), node.op, node.value)
+        if isinstance(node, Range):
+            column = _column(node.field, self.table)
+            low = self.compare(column, ">=" if node.low_inclusive else ">", node.low)
+            high = self.compare(column, "<=" if node.high_inclusive else "<", node.high)
+            return f"({low} AND {high})"
+        return self.term(node)
+
+    def compare(self, column: str, op: str, value: int | float) -> str:
+        self.params.append(value)
+        return f"({column} {op} ? AND {_is_number(column)})"
+
+    def term(self, term: Term) -> str:
+        if term.field is None:
+            if term.value == "*":
+                return "1"
+            columns = [f'"{f}"' for f in TABLE_FIELDS[self.table] if f not in NUMERIC_FIELDS]
+            return self.match(term, columns)
+        column = _column(term.field, self.table)
+        if term.field in _NUMERIC:
+            if term.value == "*":
+                return _is_number(column)
+            return f"NOT {_is_number(column)}"  # `key: ""`; parse() made `key: 5` a Compare
+        if term.value == "*":
+            return f"coalesce({column}, '') <> ''"
+        if term.value == "" and term.kind == "exact":
+            return f"coalesce({column}, '') = ''"
+        return self.match(term, [column])
+
+    def match(self, term: Term, columns: list[str]) -> str:
+        _phrase_regex(term.kind, term.value)  # fail here, not per row
+        self.params += [term.kind, term.value]
+        return f"sls_match(?, ?, {', '.join(columns)})"
+
+
+def _sls_match(kind: str, value: str, *texts) -> bool:
+    text = texts[0] if len(texts) == 1 else _COLUMN_JOINER.join(t for t in texts if t is not None)
+    return text is not None and _phrase_regex(kind, value).search(str(text).lower()) is not None
+
+
+# ---------------------------------------------------------------------------------------------------
+# SQL part
+
+_CLAUSES_AFTER_FROM = frozenset({"where", "group", "having", "order", "limit", "offset", "window"})
+_COMPOUND = frozenset({"union", "intersect", "except"})
+_WRITES = frozenset({"attach", "detach", "pragma", "insert", "update", "delete", "drop", "create", "alter"})
+_RENAMED = {"arbitrary": "max", "if": "iif", "json_extract_scalar": "json_extract"}
+_UNSUPPORTED = frozenset({"approx_percentile", "time_series"})
+_CAST_TYPES = {
+    "double": "REAL", "real": "REAL", "float": "REAL", "decimal": "REAL",
+    "bigint": "INTEGER", "integer": "INTEGER", "int": "INTEGER", "smallint": "INTEGER", "tinyint": "INTEGER",
+    "boolean": "INTEGER", "varchar": "TEXT", "char": "TEXT", "string": "TEXT",
+}
+_TRUNC_UNITS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
+_FROM_LOG = [SqlTok("ident", "FROM", -1), SqlTok("ident", "log", -1)]
+
+
+def _sql_error(problem: str, tok: SqlTok) -> QueryError:
+    return QueryError(f"{problem} at column {tok.pos + 1} of the SQL part")
+
+
+@dataclass
+class _Group:
+    """A parenthesized run of tokens."""
+    open: SqlTok
+    items: list  # SqlTok | _Group
+
+
+def _rewrite_sql(sql: str) -> tuple[str, bool]:
+    """SLS SQL -> SQLite SQL, and whether it has a LIMIT of its own."""
+    tokens = significant(sql_tokens(sql))
+    _check_read_only(tokens)
+    items = _group(tokens)
+    _add_from_log(items)
+    has_limit = any(isinstance(it, SqlTok) and it.kind == "ident" and it.text.lower() == "limit" for it in items)
+    return _render(_rewrite(items)), has_limit
+
+
+def _check_read_only(tokens: list[SqlTok]) -> None:
+    for tok in tokens:
+        if tok.text == ";":
+            raise _sql_error("the local store is read-only for queries: one SELECT only, no ';'", tok)
+        if tok.kind == "ident" and tok.text.lower() in _WRITES:
+            raise _sql_error(f"the local store is read-only for queries: {tok.text!r} is not allowed", tok)
+        if tok.kind == "punct" and tok.text in "?:@$":
+            raise _sql_error(f"{tok.text!r} (a parameter) is not allowed", tok)
+        if tok.kind == "qident" and identifier_name(tok).startswith("__tag__:"):
+            raise _sql_error(f"{tok.text} is not kept by the local store", tok)
+
+
+def _group(tokens: list[SqlTok]) -> list:
+    """Nest tokens by parentheses (parse() checked they balance)."""
+    stack = [[]]
+    for tok in tokens:
+        if tok.text == "(":
+            group = _Group(tok, [])
+            stack[-1].append(group)
+            stack.append(group.items)
+        elif tok.text == ")":
+            stack.pop()
+        else:
+            stack[-1].append(tok)
+    return stack[0]
+
+
+def _add_from_log(items: list) -> None:
+    """Insert `FROM log` into every SELECT, at any depth, that has no FROM (SLS makes it optional)."""
+    in_select_list = False
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if isinstance(item, _Group):
+            _add_from_log(item.items)
+        elif item.kind == "ident":
+            word = item.text.lower()
+            if in_select_list and (word in _CLAUSES_AFTER_FROM or word in _COMPOUND):
+                items[i:i] = _FROM_LOG
+                i += len(_FROM_LOG)
+            if word == "select":
+                in_select_list = True
+            elif word == "from" or word in _CLAUSES_AFTER_FROM or word in _COMPOUND:
+                in_select_list = False
+        i += 1
+    if in_select_list:
+        items.extend(_FROM_LOG)
+
+
+def _split_args(items: list) -> list[list]:
+    args = [[]]
+    for item in items:
+        if isinstance(item, SqlTok) and item.text == ",":
+            args.append([])
+        else:
+            args[-1].append(item)
+    return args
+
+
+def _string_literal(arg: list, function: str, what: str, at: SqlTok) -> str:
+    if len(arg) != 1 or not isinstance(arg[0], SqlTok) or arg[0].kind != "string":
+        raise _sql_error(f"{function} needs a literal {what} (a quoted string)", at)
+    return arg[0].text[1:-1].replace("''", "'")
+
+
+def _rewrite(items: list) -> list[str]:
+    """Text pieces of the SQLite form of one parenthesis level."""
+    out = []
+    i = 0
+    while i < len(items):
+        item = items[i]
+        following = items[i + 1] if i + 1 < len(items) else None
+        if isinstance(item, _Group):
+            out.append("(" + _render(_rewrite(item.items)) + ")")
+        elif item.kind == "ident" and item.text.lower() not in SQL_KEYWORDS and isinstance(following, _Group):
+            out.append(_call(item, following))
+            i += 1
+        else:
+            name = identifier_name(item)
+            out.append(_RESERVED_COLUMNS.get(name, item.text) if name else item.text)
+        i += 1
+    return out
+
+
+def _call(name_tok: SqlTok, args: _Group) -> str:
+    name = name_tok.text.lower()
+    inner = _render(_rewrite(args.items))
+    if name in _UNSUPPORTED:
+        raise _sql_error(f"{name_tok.text} is not supported by the local store", name_tok)
+    if name == "count_if":
+        return f"sum(CASE WHEN {inner} THEN 1 ELSE 0 END)"
+    if name == "approx_distinct":
+        return f"count(DISTINCT {inner})"
+    if name in ("cast", "try_cast"):
+        return _cast(name_tok, args)
+    if name == "date_trunc":
+        unit = _string_literal(_split_args(args.items)[0], "date_trunc", "unit", name_tok)
+        if unit.lower() not in _TRUNC_UNITS:
+            raise _sql_error(f"date_trunc unit {unit!r} is not one of {', '.join(_TRUNC_UNITS)}", name_tok)
+    if name == "date_format":
+        split = _split_args(args.items)
+        if len(split) != 2:
+            raise _sql_error("date_format takes (time, format)", name_tok)
+        _python_format(_string_literal(split[1], "date_format", "format", name_tok))
+    return f"{_RENAMED.get(name, name_tok.text)}({inner})"
+
+
+def _cast(name_tok: SqlTok, args: _Group) -> str:
+    as_at = max((i for i, it in enumerate(args.items)
+                 if isinstance(it, SqlTok) and it.kind == "ident" and it.text.lower() == "as"), default=None)
+    type_tok = args.items[as_at + 1] if as_at is not None and as_at + 1 < len(args.items) else None
+    if not isinstance(type_tok, SqlTok):
+        raise _sql_error(f"{name_tok.text} needs (value AS type)", name_tok)
+    sqlite_type = _CAST_TYPES.get(type_tok.text.lower())
+    if sqlite_type is None:
+        raise _sql_error(f"cast to {type_tok.text} is not supported by the local store", type_tok)
+    return f"CAST({_render(_rewrite(args.items[:as_at]))} AS {sqlite_type})"
+
+
+def _render(pieces: list[str]) -> str:
+    """Pieces joined by spaces, except around '.' and before ','."""
+    text = ""
+    previous = None
+    for piece in pieces:
+        if previous is not None and previous != "." and piece not in (",", "."):
+            text += " "
+        text += piece
+        previous = piece
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------
+# Functions registered on the connection
+
+class _MaxBy:
+    """max_by(x, t): the x of the row with the greatest t (rows with a NULL t are ignored)."""
+
+    def __init__(self):
+        self.key = None
+        self.value = None
+
+    def better(self, key) -> bool:
+        return key > self.key
+
+    def step(self, value, key):
+        if key is not None and (self.key is None or self.better(key)):
+            self.key, self.value = key, value
+
+    def finalize(self):
+        return self.value
+
+
+class _MinBy(_MaxBy):
+    def better(self, key) -> bool:
+        return key < self.key
+
+
+def _from_seconds(seconds: float) -> _dt.datetime | None:
+    try:
+        return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _to_datetime(value) -> _dt.datetime | None:
+    """Unix seconds, or timestamp text (`YYYY-MM-DD HH:MM:SS[.fff]`, ISO 8601), as a UTC datetime.
+
+    A value that is neither gives None (SQL NULL) rather than failing the whole query.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return _from_seconds(value)
+    try:
+        parsed = _dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=_dt.timezone.utc) if parsed.tzinfo is None else parsed.astimezone(_dt.timezone.utc)
+
+
+def _timestamp_text(t: _dt.datetime) -> str:
+    """SLS's timestamp display, `YYYY-MM-DD HH:MM:SS.mmm`."""
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+def _from_unixtime(value) -> str | None:
+    try:
+        t = _from_seconds(float(value))
+    except (TypeError, ValueError):
+        return None
+    return None if t is None else _timestamp_text(t)
+
+
+def _date_trunc(unit: str, value) -> str | None:
+    t = _to_datetime(value)
+    if t is None:
+        return None
+    unit = unit.lower()
+    t = t.replace(microsecond=0)
+    if unit != "second":
+        t = t.replace(second=0)
+    if unit not in ("second", "minute"):
+        t = t.replace(minute=0)
+    if unit not in ("second", "minute", "hour"):
+        t = t.replace(hour=0)
+    if unit == "week":
+        t -= _dt.timedelta(days=t.weekday())
+    elif unit in ("month", "quarter", "year"):
+        month = {"month": t.month, "quarter": t.month - (t.month - 1) % 3, "year": 1}[unit]
+        t = t.replace(month=month, day=1)
+    return _timestamp_text(t)
+
+
+# Presto/MySQL date_format specifiers -> Python strftime; those without an equivalent are rejected.
+_FORMAT_SPECIFIERS = {
+    "Y": "%Y", "y": "%y", "m": "%m", "d": "%d", "H": "%H", "h": "%I", "I": "%I", "i": "%M", "s": "%S",
+    "S": "%S", "f": "%f", "p": "%p", "T": "%H:%M:%S", "r": "%I:%M:%S %p", "j": "%j", "a": "%a", "W": "%A",
+    "b": "%b", "M": "%B", "%": "%%",
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _python_format(presto: str) -> str:
+    out = []
+    i = 0
+    while i < len(presto):
+        ch = presto[i]
+        if ch != "%":
+            out.append(ch)
+        elif i + 1 < len(presto) and presto[i + 1] in _FORMAT_SPECIFIERS:
+            out.append(_FORMAT_SPECIFIERS[presto[i + 1]])
+            i += 1
+        else:
+            raise QueryError(f"date_format: {presto[i:i + 2]!r} in {presto!r} is not supported by the local store")
+        i += 1
+    return "".join(out)
+
+
+def _date_format(value, presto_format: str) -> str | None:
+    t = _to_datetime(value)
+    return None if t is None else t.strftime(_python_format(presto_format))
