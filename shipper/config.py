@@ -55,12 +55,24 @@ class HttpSource:
 
 
 @dataclass(frozen=True)
+class MnsSource:
+    """A CloudMonitor / EventBridge queue; credentials come from the ALIBABA_CLOUD_* variables."""
+    type: str = "mns"
+    endpoint: str = ""                      # http(s)://<uid>.mns.<region>.aliyuncs.com
+    queue: str = ""
+    receivers: int = 4                      # concurrent long polls
+    wait_seconds: int = 10                  # long-poll wait (<= 30)
+    batch_size: int = 16                    # messages per receive (<= 16)
+    max_receives: int = 10                  # dead-letter a message received more often than this
+
+
+@dataclass(frozen=True)
 class SqliteSink:
     type: str = "sqlite"
     path: str = ""                          # default: <data_dir>/events.db
 
 
-SOURCE_TYPES: dict[str, type] = {"simulate": SimulateSource, "http": HttpSource}
+SOURCE_TYPES: dict[str, type] = {"simulate": SimulateSource, "http": HttpSource, "mns": MnsSource}
 SINK_TYPES: dict[str, type] = {"sqlite": SqliteSink}
 ENVELOPE_CHOICES = ("mixed", "cms", "cms-subscription", "eventbridge")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -102,6 +114,8 @@ def from_dict(doc: dict, path: str = "config.toml") -> Config:
                     for i, item in enumerate(_array_of_tables(doc, "sources", path)))
     sinks = tuple(_typed(item, SINK_TYPES, path, f"[[sinks]] #{i + 1}")
                   for i, item in enumerate(_array_of_tables(doc, "sinks", path)))
+    sources = tuple(dataclasses.replace(s, endpoint=endpoint_url(s.endpoint))
+                    if isinstance(s, MnsSource) and s.endpoint else s for s in sources)
     sinks = tuple(dataclasses.replace(s, path=str(Path(shipper.data_dir) / "events.db"))
                   if isinstance(s, SqliteSink) and not s.path else s for s in sinks)
     config = Config(path=path, shipper=shipper, batch=batch, sources=sources, sinks=sinks)
@@ -187,6 +201,18 @@ def _validate(config: Config) -> None:
             positive(where, "commit_timeout_seconds", src.commit_timeout_seconds)
             if not src.token_env:
                 raise ConfigError(f"{p}: {where}: `token_env` must name the environment variable holding the push token")
+        elif isinstance(src, MnsSource):
+            if not src.endpoint:
+                raise ConfigError(f"{p}: {where}: `endpoint` is required, e.g. "
+                                  f"https://<uid>.mns.cn-hangzhou.aliyuncs.com or 127.0.0.1:9921")
+            if not src.queue:
+                raise ConfigError(f"{p}: {where}: `queue` must name the MNS queue, e.g. \"ecs-cms-event\"")
+            positive(where, "receivers", src.receivers)
+            positive(where, "max_receives", src.max_receives)
+            if not 0 <= src.wait_seconds <= 30:
+                raise ConfigError(f"{p}: {where}: `wait_seconds` must be 0 to 30 (the MNS long-poll limit), got {src.wait_seconds}")
+            if not 1 <= src.batch_size <= 16:
+                raise ConfigError(f"{p}: {where}: `batch_size` must be 1 to 16 (the MNS batch limit), got {src.batch_size}")
     if not config.sinks:
         raise ConfigError(f"{p}: no [[sinks]]: add at least one, e.g. [[sinks]] type = \"sqlite\"")
 
@@ -197,3 +223,12 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"must be host:port such as 127.0.0.1:8787, got {listen!r}")
     return host.strip("[]"), int(port)
+
+
+def endpoint_url(endpoint: str) -> str:
+    """`host:port` or a URL -> a URL; without a scheme, http for loopback/IP hosts, else https."""
+    if "://" in endpoint:
+        return endpoint.rstrip("/")
+    host = endpoint.rsplit(":", 1)[0] if endpoint.count(":") == 1 else endpoint
+    local = host == "localhost" or host.replace(".", "").isdigit()
+    return ("http://" if local else "https://") + endpoint.rstrip("/")

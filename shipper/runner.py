@@ -1,7 +1,8 @@
 """`shipper run`: build sinks, the pipeline and the sources from the config; run until SIGTERM/SIGINT.
 
-Shutdown order follows the delivery guarantee: stop receiving, flush and acknowledge what committed,
-exit within `shutdown_grace_seconds`.
+Shutdown order follows the delivery guarantee: stop receiving, flush, acknowledge what committed (for MNS:
+delete), exit within `shutdown_grace_seconds`. A source that cannot go on (queue missing, key refused)
+stops the process the same way, with exit status 1.
 """
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import signal
 import threading
 
 from shipper import metrics
-from shipper.config import Config, HttpSource, SimulateSource, SqliteSink as SqliteSinkSettings
+from shipper.config import Config, HttpSource, MnsSource, SimulateSource, SqliteSink as SqliteSinkSettings
 from shipper.pipeline import Pipeline
 from shipper.sinks.sqlite import SqliteSink
 from shipper.sources.http import HttpServer
+from shipper.sources.mns import Credentials, MnsConsumer
 from shipper.sources.simulate import SimulateRunner
 
 log = logging.getLogger("shipper.run")
@@ -34,13 +36,15 @@ def build_pipeline(config: Config) -> Pipeline:
                     max_message_bytes=config.shipper.max_message_bytes)
 
 
-def build_sources(config: Config, pipeline: Pipeline) -> list:
+def build_sources(config: Config, pipeline: Pipeline, on_fatal) -> list:
     sources = []
     for settings in config.sources:
         if isinstance(settings, HttpSource):
             sources.append(HttpServer(settings, pipeline))
         elif isinstance(settings, SimulateSource):
             sources.append(SimulateRunner(settings, pipeline))
+        elif isinstance(settings, MnsSource):
+            sources.append(MnsConsumer(settings, pipeline, Credentials.from_env(), on_fatal=on_fatal))
     return sources
 
 
@@ -52,17 +56,27 @@ def _progress_line() -> str:
 
 
 def run(config: Config, stop: threading.Event | None = None) -> int:
-    """Run until a signal (or `stop`); returns the exit status."""
+    """Run until a signal, a fatal source error, or `stop`; returns the exit status."""
     stop = stop or threading.Event()
+    fatal: list[str] = []
+
+    def on_fatal(message: str) -> None:
+        fatal.append(message)
+        stop.set()
+
     pipeline = build_pipeline(config).start()
-    sources = build_sources(config, pipeline)  # built before starting: a bad address fails fast
+    started = []
+    try:
+        for source in build_sources(config, pipeline, on_fatal):
+            started.append(source.start())
+    except BaseException:
+        _shutdown(started, pipeline, config.shipper.shutdown_grace_seconds)
+        raise
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, frame: stop.set())
-    for source in sources:
-        source.start()
-    sinks = ", ".join(f"{s.name}" for s in pipeline.sinks)
-    log.info("running: %d source(s) into %s; Ctrl-C or SIGTERM stops after a flush", len(sources), sinks)
+    sinks = ", ".join(s.name for s in pipeline.sinks)
+    log.info("running: %d source(s) into %s; Ctrl-C or SIGTERM stops after a flush", len(started), sinks)
     last = None
     while not stop.wait(PROGRESS_EVERY_SECONDS):
         line = _progress_line()
@@ -70,16 +84,23 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
             log.info("%s", line)
             last = line
     log.info("stopping: no new input; flushing (up to %.0f s)", config.shipper.shutdown_grace_seconds)
-    for source in sources:
-        source.stop()
-    drained = pipeline.close(config.shipper.shutdown_grace_seconds)
-    for source in sources:
-        if hasattr(source, "close"):
-            source.close()
+    drained = _shutdown(started, pipeline, config.shipper.shutdown_grace_seconds)
     log.info("%s", _progress_line())
+    if fatal:
+        log.error("stopped: %s", fatal[0])
+        return 1
     if not drained:
         log.error("shutdown grace period ended before every batch was written; "
                   "unacknowledged messages will be delivered again by their senders")
         return 1
     log.info("stopped cleanly")
     return 0
+
+
+def _shutdown(sources: list, pipeline: Pipeline, grace: float) -> bool:
+    for source in sources:
+        source.stop()
+    drained = pipeline.close(grace)
+    for source in sources:
+        source.close()
+    return drained

@@ -27,7 +27,7 @@ def test_defaults_fill_missing_keys_and_sqlite_path_follows_data_dir():
     ({"sinks": [{"type": "sqlite", "paht": "x"}]}, "[[sinks]] #1 (type 'sqlite'): unknown key `paht`; did you mean `path`?"),
     ({"batch": {"max_events": "10"}, "sinks": [{"type": "sqlite"}]}, "[batch]: `max_events` must be a whole number, got '10'"),
     ({"batch": {"max_events": 0}, "sinks": [{"type": "sqlite"}]}, "`max_events` must be greater than 0"),
-    ({"sources": [{"type": "kafka"}], "sinks": [{"type": "sqlite"}]}, "type = 'kafka' is not known; use one of: http, simulate"),
+    ({"sources": [{"type": "kafka"}], "sinks": [{"type": "sqlite"}]}, "type = 'kafka' is not known; use one of: http, mns, simulate"),
     ({"sources": [{"type": "http", "listen": "8787"}], "sinks": [{"type": "sqlite"}]}, "`listen` must be host:port"),
     ({"sources": [{"type": "simulate", "envelope": "sns"}], "sinks": [{"type": "sqlite"}]}, "`envelope` must be one of"),
     ({"shipper": {"log_level": "loud"}, "sinks": [{"type": "sqlite"}]}, "`log_level` must be one of"),

@@ -21,13 +21,14 @@ from shipper import metrics
 from shipper.config import HttpSource, parse_listen
 from shipper.decode import TOO_LARGE
 from shipper.pipeline import Message, Pipeline, Result, Status
+from shipper.sources import SourceError
 
 log = logging.getLogger("shipper.sources.http")
 
 _STATUS = {Status.COMMITTED: 200, Status.DEAD_LETTERED: 400, Status.FAILED: 503}
 
 
-class HttpSourceError(Exception):
+class HttpSourceError(SourceError):
     """The source cannot start (port taken, bad address); the message names the address."""
 
 

@@ -35,6 +35,9 @@ class SimulateRunner:
         self._stop.set()
         self._thread.join(5)
 
+    def close(self) -> None:
+        """Nothing to acknowledge upstream: the demo fleet has no sender to tell."""
+
     def _on_done(self, message: Message, result: Result) -> None:
         with self._lock:
             if result.status is Status.FAILED:

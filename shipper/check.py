@@ -1,0 +1,73 @@
+"""`shipper check`: validate the config and reach every configured service, one line per finding."""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from shipper.config import Config, HttpSource, MnsSource, SimulateSource, SqliteSink, parse_listen
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # "ok", "warn" (works, but look), "FAIL" (shipper run would not work)
+    text: str
+
+
+def check(config: Config) -> list[Finding]:
+    findings = [Finding("ok", f"config {config.path}: valid")]
+    for source in config.sources:
+        if isinstance(source, SimulateSource):
+            findings.append(Finding("warn", f"simulate source: a demo fleet of {source.instances} instances "
+                                            f"is enabled; remove it in production"))
+        elif isinstance(source, HttpSource):
+            findings += _check_http(source)
+        elif isinstance(source, MnsSource):
+            findings.append(_check_mns(source))
+    for sink in config.sinks:
+        if isinstance(sink, SqliteSink):
+            findings.append(_check_sqlite(sink))
+    return findings
+
+
+def _check_http(source: HttpSource) -> list[Finding]:
+    findings = []
+    if os.environ.get(source.token_env):
+        findings.append(Finding("ok", f"http source: token variable {source.token_env} is set"))
+    else:
+        findings.append(Finding("FAIL", f"http source: {source.token_env} is not set: every push would get 401; "
+                                        f"export it with the token your senders use"))
+    host, port = parse_listen(source.listen)
+    try:
+        with socket.create_server((host, port)):
+            pass
+        findings.append(Finding("ok", f"http source: {source.listen} is free to listen on"))
+    except OSError as e:
+        findings.append(Finding("warn", f"http source: cannot listen on {source.listen} ({e.strerror or e}); "
+                                        f"is shipper already running there?"))
+    return findings
+
+
+def _check_mns(source: MnsSource) -> Finding:
+    from shipper.sources.mns import Credentials, MnsFatal, check_queue
+
+    try:
+        credentials = Credentials.from_env()
+        info = check_queue(source, credentials)
+    except MnsFatal as e:
+        return Finding("FAIL", str(e))
+    return Finding("ok", f"mns source: queue {source.queue!r} at {source.endpoint} reachable as "
+                         f"{credentials.access_key_id} (visibility {info['visibility_timeout']} s, "
+                         f"{info['active_messages']} waiting, {info['inactive_messages']} in flight)")
+
+
+def _check_sqlite(sink: SqliteSink) -> Finding:
+    from shipper.sinks.sqlite import StoreError, connect
+
+    try:
+        conn = connect(sink.path)
+        count = conn.execute('SELECT count(*) FROM "ecs-events"').fetchone()[0]
+        conn.close()
+    except StoreError as e:
+        return Finding("FAIL", f"sqlite sink: {e}")
+    return Finding("ok", f"sqlite sink: {sink.path} writable ({count} events stored)")
