@@ -49,11 +49,14 @@ def _check_http(source: HttpSource) -> list[Finding]:
 
 
 def _check_mns(source: MnsSource) -> Finding:
-    from shipper.sources.mns import Credentials, MnsFatal, check_queue
+    from shipper.credentials import Credentials, MissingCredentials
+    from shipper.sources.mns import MnsFatal, check_queue
 
     try:
         credentials = Credentials.from_env()
         info = check_queue(source, credentials)
+    except MissingCredentials as e:
+        return Finding("FAIL", f"mns source: {e}")
     except MnsFatal as e:
         return Finding("FAIL", str(e))
     return Finding("ok", f"mns source: queue {source.queue!r} at {source.endpoint} reachable as "

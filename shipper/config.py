@@ -72,8 +72,22 @@ class SqliteSink:
     path: str = ""                          # default: <data_dir>/events.db
 
 
+@dataclass(frozen=True)
+class SlsSink:
+    """SLS logstores; credentials come from the ALIBABA_CLOUD_* variables."""
+    type: str = "sls"
+    endpoint: str = ""                      # cn-hangzhou.log.aliyuncs.com, https://..., or 127.0.0.1:<port>
+    project: str = ""
+    events_logstore: str = "ecs-events"
+    actions_logstore: str = "shipper-actions"
+    deadletter_logstore: str = "shipper-deadletter"
+    compress: str = "lz4"                   # lz4 or deflate
+    timeout_seconds: float = 30.0           # per request
+    retry_seconds: float = 60.0             # retry a batch this long, then report it failed (redelivered)
+
+
 SOURCE_TYPES: dict[str, type] = {"simulate": SimulateSource, "http": HttpSource, "mns": MnsSource}
-SINK_TYPES: dict[str, type] = {"sqlite": SqliteSink}
+SINK_TYPES: dict[str, type] = {"sqlite": SqliteSink, "sls": SlsSink}
 ENVELOPE_CHOICES = ("mixed", "cms", "cms-subscription", "eventbridge")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -213,6 +227,16 @@ def _validate(config: Config) -> None:
                 raise ConfigError(f"{p}: {where}: `wait_seconds` must be 0 to 30 (the MNS long-poll limit), got {src.wait_seconds}")
             if not 1 <= src.batch_size <= 16:
                 raise ConfigError(f"{p}: {where}: `batch_size` must be 1 to 16 (the MNS batch limit), got {src.batch_size}")
+    for i, sink in enumerate(config.sinks):
+        where = f"[[sinks]] #{i + 1} (type {sink.type!r})"
+        if isinstance(sink, SlsSink):
+            if not sink.endpoint or not sink.project:
+                raise ConfigError(f"{p}: {where}: `endpoint` and `project` are required, e.g. "
+                                  f"endpoint = \"cn-hangzhou.log.aliyuncs.com\", project = \"ecs-audit\"")
+            if sink.compress not in ("lz4", "deflate"):
+                raise ConfigError(f"{p}: {where}: `compress` must be lz4 or deflate, got {sink.compress!r}")
+            positive(where, "timeout_seconds", sink.timeout_seconds)
+            positive(where, "retry_seconds", sink.retry_seconds)
     if not config.sinks:
         raise ConfigError(f"{p}: no [[sinks]]: add at least one, e.g. [[sinks]] type = \"sqlite\"")
 

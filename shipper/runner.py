@@ -15,7 +15,8 @@ from shipper.config import Config, HttpSource, MnsSource, SimulateSource, Sqlite
 from shipper.pipeline import Pipeline
 from shipper.sinks.sqlite import SqliteSink
 from shipper.sources.http import HttpServer
-from shipper.sources.mns import Credentials, MnsConsumer
+from shipper.credentials import Credentials, MissingCredentials
+from shipper.sources.mns import MnsConsumer, MnsFatal
 from shipper.sources.simulate import SimulateRunner
 
 log = logging.getLogger("shipper.run")
@@ -44,7 +45,11 @@ def build_sources(config: Config, pipeline: Pipeline, on_fatal) -> list:
         elif isinstance(settings, SimulateSource):
             sources.append(SimulateRunner(settings, pipeline))
         elif isinstance(settings, MnsSource):
-            sources.append(MnsConsumer(settings, pipeline, Credentials.from_env(), on_fatal=on_fatal))
+            try:
+                credentials = Credentials.from_env()
+            except MissingCredentials as e:
+                raise MnsFatal(f"mns source: {e}") from None
+            sources.append(MnsConsumer(settings, pipeline, credentials, on_fatal=on_fatal))
     return sources
 
 

@@ -13,7 +13,8 @@ from shipper import events
 from shipper.config import BatchSettings, MnsSource
 from shipper.pipeline import Pipeline
 from shipper.sinks.sqlite import SqliteSink
-from shipper.sources.mns import Credentials, MnsConsumer, MnsFatal, classify
+from shipper.credentials import Credentials, MissingCredentials
+from shipper.sources.mns import MnsConsumer, MnsFatal, classify
 from shipper.simulate import FleetSimulator
 from tests.emulators.mns import MnsEmulator
 
@@ -230,7 +231,7 @@ def test_wrong_secret_is_fatal_naming_the_key_never_the_secret(mns, tmp_path, ca
 
 
 def test_missing_credentials_say_which_variables():
-    with pytest.raises(MnsFatal, match="ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET"):
+    with pytest.raises(MissingCredentials, match="ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET"):
         Credentials.from_env({})
     assert SECRET not in repr(Credentials(KEY_ID, SECRET, "sts-token"))
 

@@ -10,16 +10,15 @@ than `max_receives` times is dead-lettered, then deleted, so a poison message ne
 from __future__ import annotations
 
 import logging
-import os
 import queue as queue_mod
 import random
 import socket
 import threading
 import time
 import warnings
-from dataclasses import dataclass
 
 from shipper.config import MnsSource
+from shipper.credentials import Credentials
 from shipper.pipeline import Message, Pipeline, Result, Status
 from shipper.sources import SourceError
 
@@ -39,25 +38,6 @@ FATAL_CLIENT_CODES = frozenset({"InvalidHost"})
 
 class MnsFatal(SourceError):
     """The consumer cannot go on (queue missing, credentials refused); one line naming the queue or key."""
-
-
-@dataclass(frozen=True)
-class Credentials:
-    access_key_id: str
-    access_key_secret: str
-    security_token: str = ""
-
-    def __repr__(self) -> str:  # never print the secret, even by accident
-        return f"Credentials(access_key_id={self.access_key_id!r})"
-
-    @classmethod
-    def from_env(cls, environ=os.environ) -> "Credentials":
-        key_id = environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID", "")
-        secret = environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "")
-        if not key_id or not secret:
-            raise MnsFatal("mns source: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET "
-                           "(and ALIBABA_CLOUD_SECURITY_TOKEN for STS) in the environment")
-        return cls(key_id, secret, environ.get("ALIBABA_CLOUD_SECURITY_TOKEN", ""))
 
 
 def error_code(exc: Exception) -> str:
