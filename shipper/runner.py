@@ -29,6 +29,8 @@ def build_sinks(config: Config) -> list:
     for settings in config.sinks:
         if isinstance(settings, SqliteSinkSettings):
             sinks.append(SqliteSink(settings.path))
+        else:
+            raise TypeError(f"no sink for {settings!r}")
     return sinks
 
 
