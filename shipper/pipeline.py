@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from shipper import events, metrics
+from shipper.actions import INLINE
 from shipper.config import BatchSettings
 from shipper.decode import DEFAULT_MAX_BYTES, Rejected
 from shipper.normalize import events_from_bytes
@@ -53,6 +54,7 @@ class Message:
     message_id: str = ""
     content_type: str | None = None
     on_done: Callable[[Result], None] = _ignore
+    ack_after_hooks: bool = False  # MNS: delete only once every triggered hook has decided (and recorded it)
 
 
 class Sink(Protocol):
@@ -109,6 +111,7 @@ class Pipeline:
         self._inflight = 0
         self._closing = False
         self._failures = 0
+        self.hooks = None  # a HookEngine, attached by the runner when hooks are enabled
         self._flusher = threading.Thread(target=self._flush_loop, name="shipper-flusher", daemon=True)
 
     def start(self) -> "Pipeline":
@@ -144,6 +147,11 @@ class Pipeline:
             message.on_done(result)
             return
         self._enqueue(table, records, _Tracker(message, len(records), result))
+
+    def record(self, table: str, records: list[dict], done: Callable[[bool], None]) -> None:
+        """Commit records made inside shipper (hook decisions); done(True) once they are in every sink."""
+        message = Message(body=b"", source="shipper", on_done=lambda result: done(result.status is Status.COMMITTED))
+        self._enqueue(table, records, _Tracker(message, len(records), Result(Status.COMMITTED)))
 
     def reject(self, message: Message, reason: str, error: str) -> None:
         """Dead-letter a message a source refused before reading it all (e.g. an HTTP body over the limit)."""
@@ -232,22 +240,46 @@ class Pipeline:
                 metrics.SINK_ERRORS.inc(labels={"sink": sink.name})
                 log.error("sink %s: %s", sink.name, error)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        finished = []
+        finished, hook_jobs = [], []
         with self._cond:
-            for _, _, tracker in batch:
+            for record, _, tracker in batch:
                 if tracker.done:
                     continue
                 if error:
                     tracker.done = True
                     finished.append((tracker, Result(Status.FAILED, error=error)))
-                else:
-                    tracker.pending -= 1
-                    if tracker.pending == 0:
-                        tracker.done = True
-                        finished.append((tracker, tracker.result))
+                    continue
+                tracker.pending -= 1
+                wanted = self.hooks.wanted(record) if self.hooks and table == events.EVENTS_TABLE else []
+                if wanted:
+                    hook_jobs.append((record, wanted, tracker))
+                    if tracker.message.ack_after_hooks:
+                        tracker.pending += len(wanted)
+                if tracker.pending == 0:
+                    tracker.done = True
+                    finished.append((tracker, tracker.result))
             self._inflight -= len(batch)
             metrics.INFLIGHT.set(self._inflight)
             self._cond.notify_all()
+        for record, wanted, tracker in hook_jobs:
+            decided = (lambda t=tracker: self._hook_decided(t)) if tracker.message.ack_after_hooks else (lambda: None)
+            self.hooks.schedule(record, wanted, INLINE, decided)
+        self._report(finished)
+        if error:
+            self._failures += 1
+            time.sleep(min(0.1 * 2 ** min(self._failures, 6), 5.0))  # do not hammer a sink that is down
+        else:
+            self._failures = 0
+
+    def _hook_decided(self, tracker: _Tracker) -> None:
+        with self._cond:
+            tracker.pending -= 1
+            if tracker.done or tracker.pending:
+                return
+            tracker.done = True
+        self._report([(tracker, tracker.result)])
+
+    def _report(self, finished: list) -> None:
         for tracker, result in finished:
             if result.status is Status.COMMITTED:
                 metrics.EVENTS_COMMITTED.inc(result.events)
@@ -255,11 +287,6 @@ class Pipeline:
                 tracker.message.on_done(result)
             except Exception:
                 log.exception("acknowledging a message from %s failed", tracker.message.source)
-        if error:
-            self._failures += 1
-            time.sleep(min(0.1 * 2 ** min(self._failures, 6), 5.0))  # do not hammer a sink that is down
-        else:
-            self._failures = 0
 
     # -- shutdown -----------------------------------------------------------------------------------
 

@@ -209,7 +209,7 @@ class MnsConsumer:
         with self._lock:
             self._held[m.message_id] = _Held(m.receipt_handle, visible_at)
         body = m.message_body.encode("utf-8") if isinstance(m.message_body, str) else m.message_body
-        message = Message(body=body, source=self.source_name, message_id=m.message_id,
+        message = Message(body=body, source=self.source_name, message_id=m.message_id, ack_after_hooks=True,
                           on_done=lambda result, mid=m.message_id: self._on_done(mid, result))
         if m.dequeue_count > self.settings.max_receives:
             self.pipeline.reject(message, MAX_RECEIVES,

@@ -1,0 +1,133 @@
+"""Drives hooks: delays, worker threads, one task at a time per instance, records committed, callers told.
+
+The pipeline offers each committed event; every hook that wants it gets a task due after the hook's delay.
+Tasks for one instance run in arrival order, never two at once, so a late Stopped is judged after the
+Running that preceded it. A hook's first emitted record is its decision: once that record is committed,
+`on_decided` is called (the MNS source then deletes the message). A repeated event (same event_uid,
+same hook) is not acted on twice in one process.
+"""
+from __future__ import annotations
+
+import collections
+import heapq
+import itertools
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from shipper.actions import SKIPPED, Hook, action_record
+
+log = logging.getLogger("shipper.actions")
+
+RECENT_UIDS = 100_000  # (hook, event_uid) pairs remembered to ignore redeliveries
+
+
+class HookEngine:
+    def __init__(self, hooks: list[Hook], commit: Callable[[list[dict], Callable[[bool], None]], None], *,
+                 workers: int = 8, clock: Callable[[], float] = time.monotonic):
+        """`commit(records, done)` writes `shipper-actions` records and calls done(committed: bool)."""
+        self.hooks = list(hooks)
+        self._commit = commit
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shipper-hook")
+        self._cond = threading.Condition()
+        self._due: list = []  # heap of (due, seq, task)
+        self._seq = itertools.count()
+        self._queues: dict[str, collections.deque] = {}
+        self._running: set[str] = set()
+        self._seen: collections.OrderedDict = collections.OrderedDict()
+        self._closing = False
+        self._timer = threading.Thread(target=self._timer_loop, name="shipper-hook-timer", daemon=True)
+        self._timer.start()
+
+    def wanted(self, event: dict) -> list[Hook]:
+        return [h for h in self.hooks if h.wants(event)]
+
+    def schedule(self, event: dict, hooks: list[Hook], trigger: str, on_decided: Callable[[], None],
+                 delay: float | None = None) -> None:
+        """Run each hook on `event` after its delay (or `delay`); on_decided() once per hook."""
+        for hook in hooks:
+            key = (hook.name, event.get("event_uid", ""))
+            with self._cond:
+                repeat = key in self._seen
+                if not repeat:
+                    self._seen[key] = True
+                    if len(self._seen) > RECENT_UIDS:
+                        self._seen.popitem(last=False)
+            if repeat:
+                log.info("hook %s: event %s already handled in this process; not acting twice", hook.name, key[1])
+                on_decided()
+                continue
+            wait = hook.delay_seconds(event) if delay is None else delay
+            task = (hook, event, trigger, on_decided)
+            with self._cond:
+                if self._closing:
+                    continue  # not decided: the message is not acknowledged and comes back
+                heapq.heappush(self._due, (self._clock() + wait, next(self._seq), task))
+                self._cond.notify_all()
+
+    def _timer_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closing and (not self._due or self._due[0][0] > self._clock()):
+                    self._cond.wait(None if not self._due else self._due[0][0] - self._clock())
+                if self._closing:
+                    return
+                _, _, task = heapq.heappop(self._due)
+                instance = task[1].get("instance_id", "")
+                self._queues.setdefault(instance, collections.deque()).append(task)
+                if instance not in self._running:
+                    self._running.add(instance)
+                    self._pool.submit(self._drain, instance)
+
+    def _drain(self, instance: str) -> None:
+        """Run the instance's tasks one after another, in arrival order."""
+        while True:
+            with self._cond:
+                queue = self._queues.get(instance)
+                if not queue:
+                    self._queues.pop(instance, None)
+                    self._running.discard(instance)
+                    return
+                task = queue.popleft()
+            self._run(*task)
+
+    def _run(self, hook: Hook, event: dict, trigger: str, on_decided: Callable[[], None]) -> None:
+        decided = threading.Event()
+        key = (hook.name, event.get("event_uid", ""))
+
+        def decision_committed(ok: bool) -> None:
+            if ok:
+                on_decided()
+            else:  # not recorded: forget it, so the redelivered message is decided again
+                with self._cond:
+                    self._seen.pop(key, None)
+
+        def emit(record: dict) -> None:
+            first = not decided.is_set()
+            decided.set()
+            self._commit([record], decision_committed if first else (lambda ok: None))
+
+        try:
+            hook.run(event, trigger, emit)
+        except Exception as e:  # a hook bug is recorded as a skip, never lost, never fatal
+            log.exception("hook %s failed on %s", hook.name, event.get("instance_id", ""))
+            if not decided.is_set():
+                emit(action_record(hook=hook.name, trigger=trigger, event=event, decision=SKIPPED,
+                                   reason="hook-error", error_code=type(e).__name__, finished=True))
+        if not decided.is_set():
+            log.error("hook %s made no decision on %s; recording a skip", hook.name, event.get("event_uid", ""))
+            emit(action_record(hook=hook.name, trigger=trigger, event=event, decision=SKIPPED,
+                               reason="no-decision", finished=True))
+
+    def close(self, timeout: float) -> None:
+        """Stop: tasks not yet due are dropped (their messages come back); running ones finish or time out."""
+        with self._cond:
+            self._closing = True
+            self._due.clear()
+            self._cond.notify_all()
+        self._timer.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+

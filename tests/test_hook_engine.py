@@ -1,0 +1,147 @@
+"""The hook engine inside the pipeline: decide, record, then acknowledge; one task at a time per instance."""
+import threading
+import time
+from pathlib import Path
+
+from shipper import events
+from shipper.actions import ACTED, SKIPPED, action_record
+from shipper.actions.engine import HookEngine
+from shipper.config import BatchSettings
+from shipper.pipeline import Message, Pipeline, Status
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+class MemorySink:
+    name = "memory"
+
+    def __init__(self):
+        self.rows = {t: [] for t in events.TABLE_FIELDS}
+
+    def write(self, table, records):
+        self.rows[table] += records
+        return len(records)
+
+    def close(self):
+        pass
+
+
+class StoppedHook:
+    """Acts on Stopped events; records what it saw and whether two runs ever overlapped per instance."""
+
+    name = "probe"
+
+    def __init__(self, delay=0.0, work=0.0, fail=False):
+        self.delay, self.work, self.fail = delay, work, fail
+        self.seen, self.overlap, self.active = [], False, set()
+        self.lock = threading.Lock()
+
+    def wants(self, event):
+        return event["state"] == "Stopped"
+
+    def delay_seconds(self, event):
+        return self.delay
+
+    def run(self, event, trigger, emit):
+        with self.lock:
+            if event["instance_id"] in self.active:
+                self.overlap = True
+            self.active.add(event["instance_id"])
+        time.sleep(self.work)
+        with self.lock:
+            self.active.discard(event["instance_id"])
+            self.seen.append(event["event_uid"])
+        if self.fail:
+            raise RuntimeError("bug")
+        emit(action_record(hook=self.name, trigger=trigger, event=event, decision=ACTED, reason="test"))
+
+
+def make(hook, **batch):
+    sink = MemorySink()
+    pipeline = Pipeline([sink], BatchSettings(linger_ms=10, **batch)).start()
+    pipeline.hooks = HookEngine([hook], lambda records, done: pipeline.record(events.ACTIONS_TABLE, records, done))
+    return pipeline, sink
+
+
+def stopped(uid: str, instance: str = "i-bp1f3kq7z2m9w4x6c8v0") -> bytes:
+    body = (FIXTURES / "a_statechange_stopped.json").read_text()
+    return body.replace("i-bp1f3kq7z2m9w4x6c8v0", instance).replace('"id": "', f'"id": "{uid}-', 1).encode()
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_mns_style_message_is_acknowledged_only_after_the_decision_is_recorded():
+    hook = StoppedHook(delay=0.3)
+    pipeline, sink = make(hook)
+    results = []
+    started = time.monotonic()
+    pipeline.submit(Message(stopped("a"), "mns:q", ack_after_hooks=True, on_done=results.append))
+    wait_for(lambda: sink.rows[events.EVENTS_TABLE])
+    assert results == []  # committed, but the hook has not decided yet
+    wait_for(lambda: results)
+    assert time.monotonic() - started >= 0.3
+    assert results[0].status is Status.COMMITTED
+    (row,) = sink.rows[events.ACTIONS_TABLE]
+    assert row["hook"] == "probe" and row["trigger"] == "inline" and row["decision"] == ACTED
+    pipeline.close(5)
+
+
+def test_http_style_message_is_acknowledged_at_commit_and_the_hook_still_runs():
+    hook = StoppedHook(delay=0.3)
+    pipeline, sink = make(hook)
+    results = []
+    pipeline.submit(Message(stopped("b"), "http", on_done=results.append))
+    wait_for(lambda: results)
+    assert hook.seen == []
+    wait_for(lambda: sink.rows[events.ACTIONS_TABLE])
+    pipeline.close(5)
+
+
+def test_events_no_hook_wants_are_acknowledged_at_commit():
+    pipeline, sink = make(StoppedHook(delay=10))
+    results = []
+    body = (FIXTURES / "a_statechange_running.json").read_bytes()
+    pipeline.submit(Message(body, "mns:q", ack_after_hooks=True, on_done=results.append))
+    wait_for(lambda: results)
+    pipeline.close(5)
+
+
+def test_one_task_at_a_time_per_instance_in_arrival_order():
+    hook = StoppedHook(work=0.05)
+    pipeline, sink = make(hook)
+    for n in range(4):
+        pipeline.submit(Message(stopped(f"same{n}"), "mns:q", ack_after_hooks=True))
+    pipeline.submit(Message(stopped("other", "i-bp1other0000000000000"), "mns:q", ack_after_hooks=True))
+    wait_for(lambda: len(hook.seen) == 5)
+    assert not hook.overlap
+    same = [uid for uid in hook.seen if uid.startswith("same")]
+    assert same == sorted(same)
+    pipeline.close(5)
+
+
+def test_a_redelivered_event_is_not_acted_on_twice_but_is_acknowledged():
+    hook = StoppedHook()
+    pipeline, sink = make(hook)
+    results = []
+    pipeline.submit(Message(stopped("dup"), "mns:q", ack_after_hooks=True, on_done=results.append))
+    wait_for(lambda: results)
+    pipeline.submit(Message(stopped("dup"), "mns:q", ack_after_hooks=True, on_done=results.append))
+    wait_for(lambda: len(results) == 2)
+    time.sleep(0.1)
+    assert len(hook.seen) == 1 and len(sink.rows[events.ACTIONS_TABLE]) == 1
+    pipeline.close(5)
+
+
+def test_a_failing_hook_is_recorded_as_a_skip_and_the_message_acknowledged():
+    pipeline, sink = make(StoppedHook(fail=True))
+    results = []
+    pipeline.submit(Message(stopped("boom"), "mns:q", ack_after_hooks=True, on_done=results.append))
+    wait_for(lambda: results)
+    (row,) = sink.rows[events.ACTIONS_TABLE]
+    assert row["decision"] == SKIPPED and row["reason"] == "hook-error" and row["error_code"] == "RuntimeError"
+    pipeline.close(5)
