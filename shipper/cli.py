@@ -27,16 +27,37 @@ def _load_config(path: str | None) -> config_mod.Config:
         raise click.ClickException(str(e)) from None
 
 
-def _open_store(config: config_mod.Config):
+def _open_store(config: config_mod.Config, store: str | None):
+    """The store to read: the sqlite sink's, else SLS's; `store` picks when both are configured."""
+    from shipper.search import SlsStore, SqliteStore
+
+    sqlite = config.sqlite_sink()
+    sls = next((s for s in config.sinks if isinstance(s, config_mod.SlsSink)), None)
+    if store == "sls" or (store is None and sqlite is None and sls is not None):
+        if sls is None:
+            raise click.ClickException(f"{config.path}: no [[sinks]] of type \"sls\" to search")
+        from shipper.credentials import Credentials, MissingCredentials
+        from shipper.slsclient import make_client
+
+        try:
+            credentials = Credentials.from_env()
+        except MissingCredentials as e:
+            raise click.ClickException(f"sls: {e}") from None
+        logstores = {events.EVENTS_TABLE: sls.events_logstore, events.ACTIONS_TABLE: sls.actions_logstore,
+                     events.DEADLETTER_TABLE: sls.deadletter_logstore}
+        return SlsStore(make_client(sls.endpoint, credentials, timeout=sls.timeout_seconds), sls.project, logstores)
+    if sqlite is None:
+        raise click.ClickException(f"{config.path}: no [[sinks]] of type \"sqlite\" or \"sls\" to search")
     from shipper.sinks.sqlite import StoreError, connect
 
-    sink = config.sqlite_sink()
-    if sink is None:
-        raise click.ClickException(f"{config.path}: no [[sinks]] of type \"sqlite\" to search; add one")
     try:
-        return connect(sink.path, create=False)
+        return SqliteStore(connect(sqlite.path, create=False))
     except StoreError as e:
         raise click.ClickException(str(e)) from None
+
+
+STORE_OPTION = click.option("--store", type=click.Choice(("sqlite", "sls")),
+                            help="Which configured store to read (default: sqlite when configured, else sls).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -166,8 +187,9 @@ def _window(since, start, end):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
 @click.option("--table", default=events.EVENTS_TABLE, show_default=True,
               type=click.Choice(list(events.TABLE_FIELDS)), help="Which store to search.")
+@STORE_OPTION
 @click.option("--config", "config_path", metavar="PATH", help=CONFIG_HELP)
-def search(query, since, start, end, limit, as_json, table, config_path) -> None:
+def search(query, since, start, end, limit, as_json, table, store, config_path) -> None:
     """Search stored events with SLS query syntax.
 
     \b
@@ -181,15 +203,15 @@ def search(query, since, start, end, limit, as_json, table, config_path) -> None
       shipper search '* | select state, count(DISTINCT event_uid) as n group by state'
 
     A search part (key: value, value*, and/or/not, parentheses, numeric comparisons on event_time_ms),
-    optionally followed by | and SQL. Searches the local store of the config's sqlite sink.
+    optionally followed by | and SQL. Reads the config's sqlite sink (translated) or SLS (passed through).
     """
-    from shipper.search import DEFAULT_COLUMNS, format_table, search as run_search
+    from shipper.search import DEFAULT_COLUMNS, format_table
 
     since_ms, until_ms = _window(since, start, end)
     try:
-        parsed = parse(query)
-        conn = _open_store(_load_config(config_path))
-        result = run_search(conn, parsed, table=table, since_ms=since_ms, until_ms=until_ms, limit=limit)
+        parse(query)  # a typo is reported before any store is opened
+        reader = _open_store(_load_config(config_path), store)
+        result = reader.search(query, table=table, since_ms=since_ms, until_ms=until_ms, limit=limit)
     except QueryError as e:
         raise click.ClickException(f"query: {e}") from None
     if as_json:
@@ -209,18 +231,21 @@ def search(query, since, start, end, limit, as_json, table, config_path) -> None
 @main.command()
 @click.argument("instance_id")
 @click.option("--json", "as_json", is_flag=True, help="The timeline as one JSON object per line.")
+@STORE_OPTION
 @click.option("--config", "config_path", metavar="PATH", help=CONFIG_HELP)
-def lifecycle(instance_id: str, as_json: bool, config_path: str | None) -> None:
+def lifecycle(instance_id: str, as_json: bool, store: str | None, config_path: str | None) -> None:
     """Show INSTANCE_ID's whole timeline: what it was, when it was created, stopped and released.
 
     Works long after release: name and type come from earlier events when the Deleted event lacks them.
     """
     from shipper.search import format_table, lifecycle as timeline_of, summarize
 
-    conn = _open_store(_load_config(config_path))
-    timeline = timeline_of(conn, instance_id)
+    try:
+        timeline = timeline_of(_open_store(_load_config(config_path), store), instance_id)
+    except QueryError as e:
+        raise click.ClickException(str(e)) from None
     if not timeline:
-        raise click.ClickException(f"no events for {instance_id} in the local store")
+        raise click.ClickException(f"no events for {instance_id} in the store")
     if as_json:
         for event in timeline:
             click.echo(orjson.dumps(event).decode())

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from shipper import events
 from shipper.normalize import parse_time_ms
-from shipper.query.parser import Query, QueryError
+from shipper.query.parser import QueryError, parse
 from shipper.query.sqlite import to_sqlite
 
 DEFAULT_COLUMNS = ("event_time", "instance_id", "event_name", "state", "event_status", "instance_name", "region_id")
@@ -60,27 +60,76 @@ class Rows:
         return [dict(zip(self.columns, row)) for row in self.rows]
 
 
-def search(conn: sqlite3.Connection, query: Query, *, table: str = events.EVENTS_TABLE,
-           since_ms: int | None = None, until_ms: int | None = None, limit: int = 100) -> Rows:
-    """Rows matching a parsed query (raises QueryError when the store cannot run it)."""
-    sql, params = to_sqlite(query, table, since_ms=since_ms, until_ms=until_ms, limit=limit)
-    try:
-        cursor = conn.execute(sql, params)
-    except sqlite3.Error as e:
-        raise QueryError(f"the local store cannot run this query: {e}") from None
-    columns = [d[0] for d in cursor.description]
-    return Rows(columns, cursor.fetchall())
+class SqliteStore:
+    """Searches the embedded store (a read-only connection)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def search(self, text: str, *, table: str = events.EVENTS_TABLE, since_ms: int | None = None,
+               until_ms: int | None = None, limit: int = 100) -> Rows:
+        sql, params = to_sqlite(parse(text), table, since_ms=since_ms, until_ms=until_ms, limit=limit)
+        try:
+            cursor = self.conn.execute(sql, params)
+        except sqlite3.Error as e:
+            raise QueryError(f"the local store cannot run this query: {e}") from None
+        return Rows([d[0] for d in cursor.description], cursor.fetchall())
+
+    def instance_events(self, instance_id: str) -> list[dict]:
+        fields = events.EVENT_FIELDS
+        cursor = self.conn.execute(
+            f'SELECT {", ".join(chr(34) + f + chr(34) for f in fields)} FROM "{events.EVENTS_TABLE}" '
+            "WHERE instance_id = ? ORDER BY event_time_ms, rowid", (instance_id,))
+        return [{f: ("" if v is None else str(v)) for f, v in zip(fields, row)} for row in cursor]
 
 
-def lifecycle(conn: sqlite3.Connection, instance_id: str) -> list[dict]:
+class SlsStore:
+    """Searches SLS logstores with GetLogs; the query text is passed through unchanged."""
+
+    PAGE = 100
+
+    def __init__(self, client, project: str, logstores: dict[str, str]):
+        self.client, self.project, self.logstores = client, project, logstores
+
+    def _get(self, query_text: str, table: str, since_ms: int | None, until_ms: int | None,
+             offset: int, size: int) -> list[dict]:
+        from shipper.slsclient import error_code
+
+        start = (since_ms or 0) // 1000
+        end = (until_ms // 1000) if until_ms else int(time.time()) + 60
+        try:
+            response = self.client.get_log(self.project, self.logstores[table], start, end, query=query_text,
+                                           reverse=True, offset=offset, size=size)
+        except Exception as e:
+            raise QueryError(f"SLS refused the query on {self.project}/{self.logstores[table]}: "
+                             f"{error_code(e)}") from None
+        return [dict(log.get_contents(), __topic__=log.get_topic() or "", __time__=str(log.get_time()))
+                for log in response.get_logs()]
+
+    def search(self, text: str, *, table: str = events.EVENTS_TABLE, since_ms: int | None = None,
+               until_ms: int | None = None, limit: int = 100) -> Rows:
+        rows = self._get(text, table, since_ms, until_ms, 0, limit)
+        columns = list(rows[0]) if rows and parse(text).sql else list(events.TABLE_FIELDS[table])
+        return Rows(columns, [tuple(r.get(c, "") for c in columns) for r in rows])
+
+    def instance_events(self, instance_id: str) -> list[dict]:
+        text = f'instance_id: "{instance_id}"'
+        found, offset = [], 0
+        while True:
+            page = self._get(text, events.EVENTS_TABLE, None, None, offset, self.PAGE)
+            found += page
+            if len(page) < self.PAGE:
+                break
+            offset += self.PAGE
+        unique = {e.get("event_uid", ""): e for e in found}  # SLS keeps redelivered duplicates
+        timeline = [{f: e.get(f, "") for f in events.EVENT_FIELDS} for e in unique.values()]
+        return sorted(timeline, key=lambda e: int(e["event_time_ms"] or 0))
+
+
+def lifecycle(store, instance_id: str) -> list[dict]:
     """Every event of one instance in time order, identity fields carried forward."""
-    fields = events.EVENT_FIELDS
-    cursor = conn.execute(
-        f'SELECT {", ".join(chr(34) + f + chr(34) for f in fields)} FROM "{events.EVENTS_TABLE}" '
-        "WHERE instance_id = ? ORDER BY event_time_ms, rowid", (instance_id,))
     timeline, known = [], {}
-    for row in cursor:
-        event = {f: ("" if v is None else str(v)) for f, v in zip(fields, row)}
+    for event in store.instance_events(instance_id):
         for name in CARRIED_FIELDS:
             if event[name]:
                 known[name] = event[name]
