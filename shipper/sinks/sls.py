@@ -1,0 +1,278 @@
+"""SLS sink: each batch goes out as few PutLogs requests as the limits allow, retried with backoff.
+
+Records go to their logstore with a topic (`ecs-events`: category, `shipper-actions`: hook,
+`shipper-deadletter`: reason), the source and tags `shipper_host` / `shipper_version` (queried as
+`__tag__:…`), and every schema field as a content key, empty ones included: SLS stores strings, and
+`key: ""` then finds the records where a field is empty (a missing key would only match `not key: *`).
+`__time__` is the event time for events (`Time_ns` keeps the milliseconds) unless SLS would refuse it as
+too old or too far ahead (a replay): then, as for the other tables, the write time.
+
+A request carries one topic, at most 4096 logs and 3,000,000 raw bytes (reference/sls.md §4.3).
+Throttling, 5xx and network errors are retried with exponential backoff and full jitter for at most
+`retry_seconds` per batch, then the batch fails (the source redelivers it; nothing is lost). A request the
+service refuses for its data is split in halves until the offending logs are alone; those, or all logs
+of a request refused for any other lasting reason (missing logstore, credentials), are written to the
+dead-letter logstore (reason `sls-rejected`) and the batch succeeds. If that write fails, the batch fails.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import random
+import socket
+import struct
+import time
+from typing import Callable
+
+import orjson
+from aliyun.log import LogException
+
+from shipper import __version__, config, events, metrics, slsclient
+from shipper.credentials import Credentials
+
+log = logging.getLogger("shipper.sinks.sls")
+
+MAX_LOGS_PER_PUT = 4096
+MAX_BYTES_PER_PUT = 3_000_000  # raw (uncompressed) LogGroup bytes
+REJECTED = "sls-rejected"  # dead-letter reason
+DEADLETTER_SOURCE = "sink:sls"
+# Codes that blame some log in the request (sls.md §5): split the request to find it.
+DATA_ERROR_CODES = frozenset({"PostBodyInvalid", "PostBodyTooLarge", "InvalidTimestamp", "InvalidEncoding",
+                              "InvalidKey"})
+BACKOFF_BASE_SECONDS = 0.1
+BACKOFF_CAP_SECONDS = 10.0
+
+
+class SlsSinkError(Exception):
+    """A batch could not be written within its retry budget; the message names logstore and code."""
+
+
+# -- protobuf LogGroup (sls.md §4.1), serialized directly -----------------------------------------------
+# The SDK path (LogItem, deep-copied contents, then protobuf objects) costs several times more per event
+# than joining the wire bytes here; bench/sls_sink.py measures both.
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_SHORT_VARINTS = [_varint(n) for n in range(1 << 14)]
+
+
+def _length(n: int) -> bytes:
+    return _SHORT_VARINTS[n] if n < 16384 else _varint(n)
+
+
+def _string_field(tag: int, text: str) -> bytes:
+    data = text.encode("utf-8")
+    return bytes((tag,)) + _length(len(data)) + data
+
+
+def _pair(tag: int, key: str, value: str) -> bytes:
+    """A Content or LogTag message (Key = 1, Value = 2) as field `tag` of its parent."""
+    body = _string_field(0x0A, key) + _string_field(0x12, value)
+    return bytes((tag,)) + _length(len(body)) + body
+
+
+class LogEncoder:
+    """Serializes records with fixed fields as LogGroup `Logs` entries (field 1: tag, length, Log)."""
+
+    def __init__(self, fields: tuple[str, ...]):
+        # Content: 0x0a <len> key, then the Value tag 0x12 (its length and bytes follow per record).
+        self._keys = [(name, _string_field(0x0A, name) + b"\x12") for name in fields]
+
+    def encode(self, record: dict, time_s: int, time_ns: int) -> bytes:
+        parts = [b"\x08", _varint(time_s)]
+        append = parts.append
+        for name, key in self._keys:
+            try:
+                data = record[name].encode("utf-8")
+            except (KeyError, AttributeError):  # a missing field, or a value some producer left unconverted
+                value = record.get(name)
+                data = ("" if value is None else str(value)).encode("utf-8")
+            size = _length(len(data))
+            append(b"\x12")  # Log.Contents
+            append(_length(len(key) + len(size) + len(data)))
+            append(key)
+            append(size)
+            append(data)
+        append(b"\x25")  # Log.Time_ns, fixed32
+        append(struct.pack("<I", time_ns))
+        body = b"".join(parts)
+        return b"\x0a" + _length(len(body)) + body
+
+
+def group_tail(topic: str, source: str, tags: list[tuple[str, str]]) -> bytes:
+    """The LogGroup fields after the logs: Topic (3), Source (4), LogTags (6)."""
+    return (_string_field(0x1A, topic) + _string_field(0x22, source)
+            + b"".join(_pair(0x32, key, value) for key, value in tags))
+
+
+# -- routing ----------------------------------------------------------------------------------------------
+
+_TOPIC_FIELD = {events.EVENTS_TABLE: "category", events.ACTIONS_TABLE: "hook", events.DEADLETTER_TABLE: "reason"}
+
+
+# A dead letter's base64 raw must stay under SLS's 1 MB value limit.
+MAX_DEAD_LETTER_RAW_BYTES = 700_000
+
+# SLS refuses a log whose time is more than about 7 days old or 15 minutes ahead (sls.md section 4.3).
+OLDEST_LOG_SECONDS = 6 * 86400
+NEWEST_LOG_SECONDS = 10 * 60
+
+
+def _event_time(record: dict, now_s: int, now_ns: int) -> tuple[int, int]:
+    """`__time__` for an event: its event time, or the write time when SLS would refuse that (a replay of
+    old events); `event_time` / `event_time_ms` always keep the real one."""
+    try:
+        ms = int(record["event_time_ms"])
+    except (KeyError, TypeError, ValueError):
+        return now_s, now_ns
+    if not now_s - OLDEST_LOG_SECONDS <= ms // 1000 <= now_s + NEWEST_LOG_SECONDS:
+        return now_s, now_ns
+    return ms // 1000, ms % 1000 * 1_000_000
+
+
+def _chunks(logs: list[tuple[dict, bytes]], tail_size: int) -> list[list[tuple[dict, bytes]]]:
+    """Consecutive runs of encoded logs, each within the per-request count and raw-size limits."""
+    chunks, chunk, size = [], [], tail_size
+    for item in logs:
+        if chunk and (len(chunk) == MAX_LOGS_PER_PUT or size + len(item[1]) > MAX_BYTES_PER_PUT):
+            chunks.append(chunk)
+            chunk, size = [], tail_size
+        chunk.append(item)
+        size += len(item[1])
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
+
+def _raw_text(table: str, record: dict) -> str:
+    if table == events.EVENTS_TABLE:
+        return record.get("raw", "")
+    return orjson.dumps(record).decode("utf-8")  # an action record has no input of its own: keep the record
+
+
+def _describe(error: LogException) -> str:
+    return f"{error.get_error_code()}: {error.get_error_message()}"
+
+
+class SlsSink:
+    name = "sls"
+
+    def __init__(self, settings: config.SlsSink, credentials: Credentials, *,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+        self.settings = settings
+        self._client = slsclient.make_client(settings.endpoint, credentials, timeout=settings.timeout_seconds)
+        self._sleep = sleep
+        self._clock = clock
+        self._host = socket.gethostname()
+        self._tags = [("shipper_host", self._host), ("shipper_version", __version__)]
+        self._logstores = {
+            events.EVENTS_TABLE: settings.events_logstore,
+            events.ACTIONS_TABLE: settings.actions_logstore,
+            events.DEADLETTER_TABLE: settings.deadletter_logstore,
+        }
+        self._encoders = {table: LogEncoder(fields) for table, fields in events.TABLE_FIELDS.items()}
+
+    def write(self, table: str, records: list[dict]) -> int:
+        """Logs written to the table's logstore; records SLS refused are dead-lettered, not counted."""
+        deadline = self._clock() + self.settings.retry_seconds
+        written, rejected = self._write(table, records, deadline)
+        if rejected:
+            if table == events.DEADLETTER_TABLE:
+                raise SlsSinkError(f"sls: {self.settings.deadletter_logstore}: {len(rejected)} dead-letter records "
+                                   f"refused: {rejected[0][1]}")
+            self._dead_letter(table, rejected, deadline)
+        return written
+
+    def close(self) -> None:
+        self._client._session.close()
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _write(self, table: str, records: list[dict], deadline: float) -> tuple[int, list[tuple[dict, str]]]:
+        encoder = self._encoders[table]
+        topic_field = _TOPIC_FIELD[table]
+        now_ns = time.time_ns()
+        now_s, now_part = divmod(now_ns, 1_000_000_000)
+        by_topic: dict[str, list[tuple[dict, bytes]]] = {}
+        for record in records:
+            if table == events.EVENTS_TABLE:
+                time_s, time_ns = _event_time(record, now_s, now_part)
+            else:
+                time_s, time_ns = now_s, now_part
+            by_topic.setdefault(record.get(topic_field, ""), []).append(
+                (record, encoder.encode(record, time_s, time_ns)))
+        written, rejected = 0, []
+        logstore = self._logstores[table]
+        for topic, logs in by_topic.items():
+            tail = group_tail(topic, self._host, self._tags)
+            for chunk in _chunks(logs, len(tail)):
+                ok, refused = self._put_or_split(logstore, chunk, tail, deadline)
+                written += ok
+                rejected += refused
+        return written, rejected
+
+    def _put_or_split(self, logstore: str, chunk: list[tuple[dict, bytes]], tail: bytes,
+                      deadline: float) -> tuple[int, list[tuple[dict, str]]]:
+        """(logs written, [(record, error)] refused); bisects requests refused for their data."""
+        try:
+            self._put(logstore, b"".join(item[1] for item in chunk) + tail, len(chunk), deadline)
+            return len(chunk), []
+        except LogException as error:
+            if slsclient.error_code(error) in DATA_ERROR_CODES and len(chunk) > 1:
+                half = len(chunk) // 2
+                first = self._put_or_split(logstore, chunk[:half], tail, deadline)
+                second = self._put_or_split(logstore, chunk[half:], tail, deadline)
+                return first[0] + second[0], first[1] + second[1]
+            log.warning("sls: %s refused %d logs: %s", logstore, len(chunk), _describe(error))
+            return 0, [(record, _describe(error)) for record, _ in chunk]
+
+    def _put(self, logstore: str, log_group: bytes, count: int, deadline: float) -> None:
+        """One PutLogs, retried while retryable and within the deadline; raises LogException otherwise."""
+        attempt = 0
+        while True:
+            try:
+                slsclient.put_log_group(self._client, self.settings.project, logstore, log_group,
+                                        self.settings.compress)
+                return
+            except LogException as error:
+                code = slsclient.error_code(error)
+                if not slsclient.is_retryable(code, error.resp_status):
+                    raise
+                delay = random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** attempt))
+                attempt += 1
+                if self._clock() + delay > deadline:
+                    raise SlsSinkError(
+                        f"sls: {self.settings.project}/{logstore}: PutLogs of {count} logs still failing after "
+                        f"{attempt} attempts in {self.settings.retry_seconds:g} s: {_describe(error)}") from None
+                log.info("sls: %s: %s; retry %d in %.2f s", logstore, code, attempt, delay)
+                self._sleep(delay)
+
+    def _dead_letter(self, table: str, rejected: list[tuple[dict, str]], deadline: float) -> None:
+        received = events.format_time_ms(int(time.time() * 1000))
+        letters = []
+        for record, error in rejected:
+            raw = _raw_text(table, record).encode("utf-8")
+            if len(raw) > MAX_DEAD_LETTER_RAW_BYTES:  # else the dead letter is refused too, forever
+                error += f"; raw cut to {MAX_DEAD_LETTER_RAW_BYTES} of {len(raw)} bytes (SLS value limit)"
+                raw = raw[:MAX_DEAD_LETTER_RAW_BYTES]
+            letters.append({
+                "reason": REJECTED,
+                "source": DEADLETTER_SOURCE,
+                "message_id": record.get("event_uid", ""),
+                "received_time": record.get("received_time") or received,
+                "error": error,
+                "raw_base64": base64.b64encode(raw).decode("ascii"),
+            })
+        _, refused = self._write(events.DEADLETTER_TABLE, letters, deadline)
+        if refused:
+            raise SlsSinkError(f"sls: {len(rejected)} records refused by {self._logstores[table]} "
+                               f"({rejected[0][1]}), and the dead-letter logstore "
+                               f"{self.settings.deadletter_logstore} refused them too: {refused[0][1]}")
+        metrics.DEAD_LETTERS.inc(len(letters), labels={"reason": REJECTED})
