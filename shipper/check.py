@@ -5,7 +5,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from shipper.config import Config, HttpSource, MnsSource, SimulateSource, SqliteSink, parse_listen
+from shipper.config import Config, HttpSource, MnsSource, SimulateSource, SlsSink, SqliteSink, parse_listen
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,30 @@ def check(config: Config) -> list[Finding]:
     for sink in config.sinks:
         if isinstance(sink, SqliteSink):
             findings.append(_check_sqlite(sink))
+        elif isinstance(sink, SlsSink):
+            findings += _check_sls(sink)
+    return findings
+
+
+def _check_sls(sink: SlsSink) -> list[Finding]:
+    from shipper.credentials import Credentials, MissingCredentials
+    from shipper.slsclient import error_code, make_client
+
+    try:
+        client = make_client(sink.endpoint, Credentials.from_env(), timeout=sink.timeout_seconds)
+    except MissingCredentials as e:
+        return [Finding("FAIL", f"sls sink: {e}")]
+    findings = []
+    for logstore in (sink.events_logstore, sink.actions_logstore, sink.deadletter_logstore):
+        try:
+            client.get_logstore(sink.project, logstore)
+            findings.append(Finding("ok", f"sls sink: {sink.project}/{logstore} at {sink.endpoint} reachable"))
+        except Exception as e:
+            code = error_code(e)
+            hint = {"ProjectNotExist": "create the project or fix `project`",
+                    "LogStoreNotExist": "run `shipper dashboards import --project " + sink.project + "`"}.get(
+                code, "check `endpoint` and the ALIBABA_CLOUD_* credentials")
+            findings.append(Finding("FAIL", f"sls sink: {sink.project}/{logstore} at {sink.endpoint}: {code}; {hint}"))
     return findings
 
 

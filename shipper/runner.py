@@ -11,9 +11,11 @@ import signal
 import threading
 
 from shipper import metrics
-from shipper.config import Config, HttpSource, MnsSource, SimulateSource, SqliteSink as SqliteSinkSettings
+from shipper.config import Config, HttpSource, MnsSource, SimulateSource
+from shipper.config import SlsSink as SlsSinkSettings, SqliteSink as SqliteSinkSettings
 from shipper.pipeline import Pipeline
-from shipper.sinks.sqlite import SqliteSink
+from shipper.sinks.sls import SlsSink
+from shipper.sinks.sqlite import SqliteSink, StoreError
 from shipper.sources.http import HttpServer
 from shipper.credentials import Credentials, MissingCredentials
 from shipper.sources.mns import MnsConsumer, MnsFatal
@@ -29,6 +31,12 @@ def build_sinks(config: Config) -> list:
     for settings in config.sinks:
         if isinstance(settings, SqliteSinkSettings):
             sinks.append(SqliteSink(settings.path))
+        elif isinstance(settings, SlsSinkSettings):
+            try:
+                credentials = Credentials.from_env()
+            except MissingCredentials as e:
+                raise StoreError(f"sls sink: {e}") from None
+            sinks.append(SlsSink(settings, credentials))
         else:
             raise TypeError(f"no sink for {settings!r}")
     return sinks
