@@ -12,14 +12,17 @@ import hmac
 import logging
 import os
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 
-from shipper import metrics
+from shipper import events, metrics
+from shipper.actions import ALERT
 from shipper.config import HttpSource, parse_listen
 from shipper.decode import TOO_LARGE
+from shipper.normalize import parse_time_ms
 from shipper.pipeline import Message, Pipeline, Result, Status
 from shipper.sources import SourceError
 
@@ -91,6 +94,51 @@ class HttpServer:
         return hmac.compare_digest(offered.encode(), self.token.encode())
 
 
+def alert_payload(body: bytes) -> dict:
+    """The SLS alert webhook body; ValueError names what is wrong."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ValueError("the alert body is not JSON") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
+        raise ValueError("the alert body must be an object with a `rows` list")
+    if not all(isinstance(row, dict) for row in payload["rows"]):
+        raise ValueError("every alert row must be an object")
+    payload.setdefault("status", "firing")
+    payload.setdefault("alert_instance_id", "")
+    return payload
+
+
+def alert_events(payload: dict, hook: str) -> list[dict]:
+    """One synthetic event per distinct instance in the alert rows, shaped like the event the hook acts on."""
+    now = events.format_time_ms(int(time.time() * 1000))
+    firing = payload.get("alert_instance_id") or payload.get("alert") or "alert"
+    made, seen = [], set()
+    for row in payload["rows"]:
+        instance = row.get("instance_id")
+        if not isinstance(instance, str) or not instance or instance in seen:
+            continue
+        seen.add(instance)
+        values = {"event_uid": f"alert:{firing}:{instance}", "instance_id": instance, "received_time": now,
+                  "region_id": str(row.get("region", "")), "instance_name": str(row.get("name", "")),
+                  "resource_type": "instance", "resource_id": instance, "product": "ECS",
+                  "detail": orjson.dumps(row).decode()}
+        if hook == "lb_drain":
+            values.update(event_name="Instance:PreemptibleInstanceInterruption", category="interruption",
+                          action="delete", not_before=str(row.get("reclaim_time", "")),
+                          event_time=str(row.get("interrupted_time", "")) or now)
+        else:
+            values.update(event_name="Instance:StateChange", category="lifecycle", state="Stopped",
+                          state_raw="Stopped", event_time=str(row.get("stopped_time", "")) or now)
+        event_ms = parse_time_ms(values["event_time"]) or int(time.time() * 1000)
+        values.update(event_time=events.format_time_ms(event_ms), event_time_ms=str(event_ms))
+        if values.get("not_before"):
+            reclaim_ms = parse_time_ms(values["not_before"])
+            values["not_before"] = events.format_time_ms(reclaim_ms) if reclaim_ms else ""
+        made.append(events.new_event(**values))
+    return made
+
+
 def _handler_class(server: HttpServer):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -128,6 +176,8 @@ def _handler_class(server: HttpServer):
         def do_POST(self):
             url = urllib.parse.urlsplit(self.path)
             query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+            if url.path.startswith("/hooks/"):
+                return self._alert_hook(url.path[len("/hooks/"):], query)
             length = self.headers.get("Content-Length")
             if length is None or not length.isdigit():
                 self.close_connection = True
@@ -145,6 +195,36 @@ def _handler_class(server: HttpServer):
                 return self._reply(413, {"error": error})
             body = self.rfile.read(int(length))
             self._ingest(body, self.headers.get("Content-Type"))
+
+        def _alert_hook(self, name: str, query: dict) -> None:
+            """An SLS alert asks a hook to act (dashboards/README.md, "The hook payload")."""
+            if not server.authorized(self.headers, query):
+                self.close_connection = True
+                return self._reply(401, {"error": "missing or wrong token"})
+            engine = server.pipeline.hooks
+            hook = next((h for h in engine.hooks if h.name == name), None) if engine else None
+            if hook is None:
+                self.close_connection = True
+                return self._reply(404, {"error": f"hook {name!r} is not enabled in this shipper"})
+            length = self.headers.get("Content-Length", "")
+            if not length.isdigit() or int(length) > server.settings.max_body_bytes:
+                self.close_connection = True
+                return self._reply(413 if length.isdigit() else 411, {"error": "bad Content-Length"})
+            try:
+                payload = alert_payload(self.rfile.read(int(length)))
+            except ValueError as e:
+                return self._reply(400, {"error": str(e)})
+            if payload["status"] != "firing":
+                return self._reply(200, {"status": "ignored", "reason": f"alert status {payload['status']!r}"})
+            targets = alert_events(payload, hook.name)
+            pending = threading.Semaphore(0)
+            for event in targets:
+                engine.schedule(event, [hook], ALERT, pending.release, delay=0)
+            deadline = time.monotonic() + server.settings.commit_timeout_seconds
+            decided = sum(pending.acquire(timeout=max(deadline - time.monotonic(), 0)) for _ in targets)
+            status = 200 if decided == len(targets) else 202
+            self._reply(status, {"status": "decided" if status == 200 else "accepted", "instances": len(targets),
+                                 "decided": decided})
 
         def _ingest(self, body: bytes, content_type: str | None) -> None:
             server.track(+1)
