@@ -1,0 +1,301 @@
+"""dashboards/ as code: offline validation, idempotent import into the SLS emulator, export back.
+
+Expected values come from reference/sls.md §7–§9, DESIGN.md (schema, record fields, hooks) and
+dashboards/README.md (the hook payload contract).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from aliyun.log import LogClient
+
+from shipper import events
+from shipper.credentials import Credentials
+from shipper.dashboards import (
+    ACTION_POLICY, WEBHOOK, DashboardsError, Step, apply, export, plan_import, render_template,
+    substitute_placeholders, validate,
+)
+from shipper.slsclient import make_client
+from tests.emulators.sls import SlsEmulator
+
+CONTENT = Path(__file__).resolve().parents[1] / "dashboards"
+AK, SK = "LTAIexampleKEY01", "exampleSecret0123456789"
+PROJECT = "ecs-audit-test"  # not the files' "ecs-audit": import must point alert queries at its own project
+WRITES = ("CreateLogStore", "CreateIndex", "UpdateIndex", "CreateSavedSearch", "UpdateSavedSearch",
+          "CreateDashboard", "UpdateDashboard", "CreateAlert", "UpdateAlert")
+
+
+def names(directory: str) -> set[str]:
+    return {p.stem for p in (CONTENT / directory).glob("*.json")}
+
+
+@pytest.fixture
+def content(tmp_path) -> Path:
+    """A copy of the shipped content to break or import."""
+    root = tmp_path / "dashboards"
+    shutil.copytree(CONTENT, root)
+    return root
+
+
+@pytest.fixture
+def project_content(content) -> Path:
+    """The shipped content without alerts/resources: the emulator has no /resources API (account-level
+    alert resources), so imports against it cover everything else."""
+    shutil.rmtree(content / "alerts" / "resources")
+    return content
+
+
+@pytest.fixture
+def sls():
+    with SlsEmulator(credentials={AK: SK}) as emulator:
+        emulator.create_project(PROJECT)
+        yield emulator
+
+
+@pytest.fixture
+def client(sls) -> LogClient:
+    return make_client(sls.endpoint, Credentials(AK, SK), timeout=10)
+
+
+def edit(path: Path, change) -> None:
+    body = json.loads(path.read_text())
+    change(body)
+    path.write_text(json.dumps(body))
+
+
+def reasons_for(problems, file_name: str) -> list[str]:
+    return [p.reason for p in problems if Path(p.file).name == file_name]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The shipped content
+
+def test_shipped_content_validates():
+    assert validate(CONTENT) == []
+
+
+def test_shipped_content_covers_the_brief():
+    assert names("index") == set(events.TABLE_FIELDS)
+    assert len(names("savedsearches")) >= 8 and len(names("alerts")) >= 4
+    index = json.loads((CONTENT / "index" / "ecs-events.json").read_text())["index"]["keys"]
+    assert index["event_time_ms"]["type"] == "long"
+    assert json.loads((CONTENT / "index" / "shipper-actions.json").read_text()
+                      )["index"]["keys"]["seconds_before_reclaim"]["type"] == "double"
+    for path in (CONTENT / "alerts").glob("*.json"):
+        assert json.loads(path.read_text())["configuration"]["version"] == "2.0", path.name
+
+
+def test_the_restart_alert_calls_the_restart_hook_with_a_token_placeholder():
+    alert = json.loads((CONTENT / "alerts" / "shipper-stopped-not-running.json").read_text())
+    policy_id = alert["configuration"]["policyConfiguration"]["actionPolicyId"]
+    policy = json.loads((CONTENT / "alerts" / "resources" / ACTION_POLICY / f"{policy_id}.json").read_text())
+    webhook = json.loads((CONTENT / "alerts" / "resources" / WEBHOOK / "shipper-hook-restart.json").read_text())
+    assert 'webhook_id="shipper-hook-restart"' in policy["value"]["primary_policy_script"]
+    assert webhook["value"]["url"] == "https://${SHIPPER_HOST}/hooks/restart?token=${SHIPPER_WEBHOOK_TOKEN}"
+
+
+def test_the_webhook_template_renders_the_documented_hook_payload():
+    template = json.loads((CONTENT / "alerts" / "resources" / "sls.alert.content_template"
+                           / "shipper-hook-json.json").read_text())
+    alert = {  # SLS's alert variables (the subset the template uses)
+        "alert_id": "shipper-stopped-not-running", "alert_instance_id": "abc-1", "status": "firing", "severity": 8,
+        "fire_time": 1772697600, "project": "ecs-audit",
+        "fire_results": [{"instance_id": "i-bp1f3kq7z2m9w4x6c8v0", "last_state": "Stopped",
+                          "stopped_time": "2026-03-05T08:00:00.000Z", "region": "cn-hangzhou", "name": "web-1"}],
+    }
+    payload = json.loads(render_template(template["value"]["templates"]["webhook"]["content"], alert))
+    assert payload == {
+        "alert": "shipper-stopped-not-running", "alert_instance_id": "abc-1", "status": "firing", "severity": 8,
+        "fired_time": 1772697600, "project": "ecs-audit",
+        "rows": [{"instance_id": "i-bp1f3kq7z2m9w4x6c8v0", "last_state": "Stopped",
+                  "stopped_time": "2026-03-05T08:00:00.000Z", "region": "cn-hangzhou", "name": "web-1"}],
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Broken copies: each problem names the file and says why
+
+def test_a_broken_query_is_reported_with_its_file(content):
+    edit(content / "savedsearches" / "interruptions.json", lambda b: b.update(searchQuery="(__topic__: interruption"))
+    reasons = reasons_for(validate(content), "interruptions.json")
+    assert len(reasons) == 1 and "does not parse" in reasons[0] and "missing ')'" in reasons[0]
+
+
+def test_an_unknown_field_is_reported(content):
+    def use_zone(body):
+        body["charts"][2]["search"]["query"] = "__topic__: interruption | select zone_id, count(*) as n group by 1"
+    edit(content / "dashboards" / "lifecycle.json", use_zone)
+    assert reasons_for(validate(content), "lifecycle.json") == [
+        "charts[2] (Spot interruptions by region and instance type (zone is not in the events)): "
+        "field 'zone_id' is not a field of ecs-events"]
+
+
+def test_a_field_used_in_sql_without_doc_value_is_reported_where_used(content):
+    edit(content / "index" / "ecs-events.json", lambda b: b["index"]["keys"]["not_before"].update(doc_value=False))
+    problems = validate(content)
+    expected = "field 'not_before' is used in SQL but has no doc_value in index/ecs-events.json"
+    assert {Path(p.file).name for p in problems} == {"interruptions.json", "scheduled-maintenance.json",
+                                                     "shipper-interruption-not-drained.json"}
+    assert all(p.reason.endswith(expected) for p in problems)
+
+
+def test_malformed_json_is_reported_with_its_position(content):
+    path = content / "savedsearches" / "dead-letters.json"
+    path.write_text('{"savedsearchName": "dead-letters",}')
+    assert reasons_for(validate(content), "dead-letters.json") == [
+        "not valid JSON: Expecting property name enclosed in double quotes at line 1 column 36"]
+
+
+def test_an_index_that_misses_or_mistypes_schema_fields_is_reported(content):
+    def break_index(body):
+        del body["index"]["keys"]["hook"]
+        body["index"]["keys"]["seconds_before_reclaim"] = {"type": "text", "token": [" "], "doc_value": True}
+    edit(content / "index" / "shipper-actions.json", break_index)
+    reasons = reasons_for(validate(content), "shipper-actions.json")
+    assert "schema field 'hook' is not indexed (want type text)" in reasons
+    assert "index.keys.seconds_before_reclaim.type is text, the schema needs double" in reasons
+    # saved searches and alerts on shipper-actions that filter on hook now fail too
+    assert "searchQuery: field 'hook' is not indexed in index/shipper-actions.json" in reasons_for(
+        validate(content), "restart-outcomes.json")
+
+
+def test_an_incomplete_alert_is_reported(content):
+    def break_alert(body):
+        del body["configuration"]["policyConfiguration"]
+        body["configuration"]["severityConfigurations"][0]["severity"] = 7
+        body["configuration"]["joinConfigurations"] = []
+    edit(content / "alerts" / "shipper-stopped-not-running.json", break_alert)
+    assert reasons_for(validate(content), "shipper-stopped-not-running.json") == [
+        "configuration.policyConfiguration is missing"]
+    edit(content / "alerts" / "shipper-stopped-not-running.json",
+         lambda b: b["configuration"].update(policyConfiguration={"alertPolicyId": "sls.builtin.dynamic",
+                                                                  "actionPolicyId": "nowhere",
+                                                                  "repeatInterval": "1h"}))
+    assert set(reasons_for(validate(content), "shipper-stopped-not-running.json")) == {
+        "configuration.severityConfigurations[0].severity must be one of (2, 4, 6, 8, 10)",
+        "configuration.joinConfigurations needs one entry between each pair of queries",
+        "configuration.policyConfiguration.actionPolicyId 'nowhere' is not in alerts/resources/sls.alert.action_policy"}
+
+
+def test_a_literal_webhook_token_is_refused(content):
+    edit(content / "alerts" / "resources" / WEBHOOK / "shipper-hook-restart.json",
+         lambda b: b["value"].update(url="https://shipper.example.com/hooks/restart?token=abc123"))
+    assert reasons_for(validate(content), "shipper-hook-restart.json") == [
+        "value.url carries a literal token: use token=${SHIPPER_WEBHOOK_TOKEN}"]
+
+
+def test_a_file_must_be_named_after_its_entity(content):
+    (content / "savedsearches" / "duplicates.json").rename(content / "savedsearches" / "dupes.json")
+    assert reasons_for(validate(content), "dupes.json") == ["holds 'duplicates': name the file duplicates.json"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Import and export against the SLS emulator
+
+def test_import_creates_everything(sls, client, project_content):
+    steps = plan_import(client, PROJECT, project_content)
+    assert {s.action for s in steps} == {"create"}
+    apply(client, PROJECT, steps)
+
+    assert set(sls.entities(PROJECT, "logstores")) == set(events.TABLE_FIELDS)
+    assert sls.entities(PROJECT, "logstores")["ecs-events"]["ttl"] == 365
+    indexes = sls.entities(PROJECT, "indexes")
+    assert indexes["ecs-events"]["keys"]["event_time_ms"]["type"] == "long"
+    assert indexes["shipper-actions"]["keys"]["seconds_before_reclaim"] == {"type": "double", "doc_value": True}
+    assert set(indexes["shipper-deadletter"]["keys"]) == set(events.DEADLETTER_FIELDS)
+    assert set(sls.entities(PROJECT, "savedsearches")) == names("savedsearches")
+    assert set(sls.entities(PROJECT, "dashboards")) == {"lifecycle"}
+    jobs = sls.entities(PROJECT, "jobs")
+    assert set(jobs) == names("alerts")
+    assert {q["project"] for job in jobs.values() for q in job["configuration"]["queryList"]} == {PROJECT}
+
+
+def test_import_twice_keeps_one_copy_and_plans_nothing(sls, client, project_content):
+    apply(client, PROJECT, plan_import(client, PROJECT, project_content))
+    writes = {op: sls.request_count(op) for op in WRITES}
+    second = plan_import(client, PROJECT, project_content)
+    assert [s.action for s in second] == ["unchanged"] * len(second)
+    apply(client, PROJECT, second)
+    assert {op: sls.request_count(op) for op in WRITES} == writes
+    assert len(sls.entities(PROJECT, "savedsearches")) == len(names("savedsearches"))
+    assert len(sls.entities(PROJECT, "jobs")) == len(names("alerts"))
+
+
+def test_import_updates_what_differs(sls, client, project_content):
+    apply(client, PROJECT, plan_import(client, PROJECT, project_content))
+    edit(project_content / "savedsearches" / "dead-letters.json", lambda b: b.update(displayName="Dead letters!"))
+    edit(project_content / "index" / "shipper-actions.json",
+         lambda b: b["index"]["keys"]["detail"].update(doc_value=True))
+    changed = [(s.action, s.kind, s.name) for s in plan_import(client, PROJECT, project_content)
+               if s.action != "unchanged"]
+    assert changed == [("update", "index", "shipper-actions"), ("update", "savedsearch", "dead-letters")]
+    apply(client, PROJECT, plan_import(client, PROJECT, project_content))
+    assert sls.entities(PROJECT, "savedsearches")["dead-letters"]["displayName"] == "Dead letters!"
+    assert sls.entities(PROJECT, "indexes")["shipper-actions"]["keys"]["detail"]["doc_value"] is True
+
+
+def test_dry_run_changes_nothing(sls, client, project_content):
+    steps = plan_import(client, PROJECT, project_content)
+    assert steps and all(s.action == "create" for s in steps)
+    assert sum(sls.request_count(op) for op in WRITES) == 0
+    assert sls.entities(PROJECT, "logstores") == {} and sls.entities(PROJECT, "jobs") == {}
+
+
+def test_import_refuses_content_that_does_not_validate(sls, client, project_content):
+    edit(project_content / "savedsearches" / "interruptions.json", lambda b: b.update(searchQuery="zone: a"))
+    with pytest.raises(DashboardsError,
+                       match="interruptions.json: searchQuery: field 'zone' is not a field of ecs-events"):
+        plan_import(client, PROJECT, project_content)
+    assert sum(sls.request_count(op) for op in WRITES) == 0
+
+
+def test_export_then_validate_round_trip(client, project_content, tmp_path):
+    apply(client, PROJECT, plan_import(client, PROJECT, project_content))
+    out = tmp_path / "exported"
+    written = export(client, PROJECT, out)
+    assert {p.relative_to(out).as_posix() for p in written} == {
+        p.relative_to(project_content).as_posix() for p in project_content.rglob("*.json")}
+    assert validate(out) == []
+    exported = json.loads((out / "savedsearches" / "duplicates.json").read_text())
+    assert exported == json.loads((project_content / "savedsearches" / "duplicates.json").read_text())
+    # and the exported tree imports as unchanged
+    assert {s.action for s in plan_import(client, PROJECT, out)} == {"unchanged"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Alert resources: placeholders, and the token never shown
+
+def test_placeholders_are_filled_and_a_missing_one_is_named():
+    url = "https://${SHIPPER_HOST}/hooks/restart?token=${SHIPPER_WEBHOOK_TOKEN}"
+    filled = substitute_placeholders({"url": url, "headers": [{"key": "x", "value": "${SHIPPER_HOST}"}]},
+                                     {"SHIPPER_HOST": "shipper.example.com", "SHIPPER_WEBHOOK_TOKEN": "t0ken"})
+    assert filled == {"url": "https://shipper.example.com/hooks/restart?token=t0ken",
+                      "headers": [{"key": "x", "value": "shipper.example.com"}]}
+    with pytest.raises(KeyError, match="SHIPPER_WEBHOOK_TOKEN"):
+        substitute_placeholders(url, {"SHIPPER_HOST": "shipper.example.com"})
+
+
+def test_an_unset_placeholder_stops_the_import_before_any_request(sls, client):
+    placeholders = {"SHIPPER_HOST": "shipper.example.com", "SHIPPER_WEBHOOK_TOKEN": "t0ken"}
+    with pytest.raises(DashboardsError,
+                       match=r"shipper-operator.json: placeholder \$\{OPERATOR_WEBHOOK_URL\}") as error:
+        plan_import(client, PROJECT, CONTENT, placeholders)
+    assert "t0ken" not in str(error.value)
+    assert sls.request_count() == 0
+
+
+def test_a_token_is_never_sent_over_plain_http(sls, client):
+    placeholders = {"SHIPPER_HOST": "shipper.example.com", "SHIPPER_WEBHOOK_TOKEN": "t0ken",
+                    "OPERATOR_WEBHOOK_URL": "http://ops.example.com/alerts?token=0ps"}
+    with pytest.raises(DashboardsError, match="shipper-operator.json: the webhook URL carries a token"):
+        plan_import(client, PROJECT, CONTENT, placeholders)
+    assert sls.request_count() == 0
+
+
+def test_a_step_never_shows_its_body():
+    step = Step("update", WEBHOOK, "shipper-hook-restart", {"value": {"url": "https://h/hooks/restart?token=t0ken"}})
+    assert "t0ken" not in repr(step) and "t0ken" not in str(step)
+    assert str(step) == "update    sls.alert.action_webhook shipper-hook-restart"
