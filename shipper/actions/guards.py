@@ -1,0 +1,174 @@
+"""The policy a hook obeys before it touches anything: opt-in, locks, spot reclaim, stop cause, budgets.
+
+Pure functions over the normalized event, the re-read Instance and the instance's recent events
+(`history`: normalized event dicts of the same instance, any order); the budget and the breaker keep
+their own small state and read an injected clock. A Stopped event does not say who stopped the
+instance (reference/events.md §5.1), so the stop cause is inferred, never assumed.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+import time
+from collections import deque
+from typing import Callable, Iterable
+
+from shipper.actions.openapi import Instance
+
+STATE_CHANGE = "Instance:StateChange"
+INTERRUPTION = "Instance:PreemptibleInstanceInterruption"
+RECENT_SECONDS = 3600.0                 # events this close to a stop can explain it
+FINANCIAL_LOCKS = frozenset({"financial", "dedicatedhostfinancial"})
+
+# stop causes
+USER_OR_API, SYSTEM_FAILURE, BILLING_LOCK = "user-or-api", "system-failure", "billing-lock"
+SPOT_RECLAIM, EXPIRATION, UNKNOWN = "spot-reclaim", "expiration", "unknown"
+
+
+def is_real_instance_id(instance_id: str) -> bool:
+    """Debug templates mask ids (`i-bp1***`); a masked id must never be acted on."""
+    return instance_id.startswith("i-") and "*" not in instance_id and len(instance_id) > 2
+
+
+def opted_in(instance_id: str, tags: dict, opt_in_tag: str, instances: Iterable[str]) -> bool:
+    """Listed in `instances`, or tagged `Key=Value`; with neither configured, every instance is in."""
+    instances = tuple(instances)
+    if not opt_in_tag and not instances:
+        return True
+    if instance_id in instances:
+        return True
+    if opt_in_tag:
+        key, _, value = opt_in_tag.partition("=")
+        return key in tags and tags[key] == value
+    return False
+
+
+def lock_reason(instance: Instance) -> str:
+    """`locked-financial`, `locked-security`, `locked-recycling`, … or "" when unlocked."""
+    if FINANCIAL_LOCKS & set(instance.lock_reasons):
+        return "locked-financial"
+    return f"locked-{instance.lock_reasons[0].lower()}" if instance.lock_reasons else ""
+
+
+def is_spot_reclaim(instance: Instance | None, recent: list[dict]) -> bool:
+    """A spot instance with an interruption notice seen or a Recycling lock is being taken back."""
+    interrupted = any(e.get("event_name") == INTERRUPTION for e in recent)
+    if instance is None:
+        return interrupted
+    return instance.is_spot and (interrupted or "Recycling" in instance.lock_reasons)
+
+
+def recent_events(event: dict, history: Iterable[dict]) -> list[dict]:
+    """The instance's other events from RECENT_SECONDS before `event` on (later ones included)."""
+    since = _ms(event) - RECENT_SECONDS * 1000
+    uid = event.get("event_uid")
+    return [e for e in history if _ms(e) >= since and (not uid or e.get("event_uid") != uid)]
+
+
+def is_superseded(event: dict, history: Iterable[dict]) -> bool:
+    """A newer Starting/Running state change of the same instance makes a Stopped event stale."""
+    return any(e.get("event_name") == STATE_CHANGE and e.get("state") in ("Starting", "Running")
+               and _ms(e) > _ms(event) for e in history)
+
+
+def stop_cause(event: dict, instance: Instance | None, history: Iterable[dict], now: float) -> str:
+    """Why the instance probably stopped, as far as the events and the instance data tell."""
+    recent = recent_events(event, history)
+    names = [e.get("event_name", "") for e in recent]
+    locks = set(instance.lock_reasons) if instance else set()
+    if is_spot_reclaim(instance, recent):
+        return SPOT_RECLAIM
+    if locks & FINANCIAL_LOCKS or any(n.startswith("Instance:AccountUnbalanced.") for n in names):
+        return BILLING_LOCK
+    if any(n.startswith("Instance:InstanceExpiration.") for n in names) or is_expired(instance, now):
+        return EXPIRATION
+    if any(e.get("category") in ("failure", "maintenance") for e in recent):
+        return SYSTEM_FAILURE
+    if instance is not None and not locks:
+        return USER_OR_API
+    return UNKNOWN
+
+
+def is_expired(instance: Instance | None, now: float) -> bool:
+    """A subscription (PrePaid) instance past its ExpiredTime is stopped by billing, not by a fault."""
+    if instance is None or instance.charge_type != "PrePaid" or not instance.expired_time:
+        return False
+    expires = _parse_minute_time(instance.expired_time)
+    return expires is not None and expires <= now
+
+
+def charge_note(instance: Instance) -> str:
+    """What the billing mode means for a restart, for the record's detail."""
+    notes = []
+    if instance.charge_type == "PrePaid":
+        notes.append(f"subscription, expires {instance.expired_time or 'unknown'}")
+    elif instance.charge_type == "PostPaid":
+        notes.append("pay-as-you-go")
+    if instance.stopped_mode == "StopCharging":
+        notes.append("economical stop: resources released, start may fail for lack of stock")
+    if instance.is_spot:
+        notes.append(f"spot ({instance.spot_strategy})")
+    return "; ".join(notes)
+
+
+class RestartLimits:
+    """Per-instance budget with quarantine, and a fleet-wide breaker; thread-safe.
+
+    An instance that used up `per_instance` starts within `window_seconds` is quarantined until its
+    newest start leaves the window (a flapping instance stays down, recorded, instead of looping)."""
+
+    def __init__(self, per_instance: int, per_minute: int, *, window_seconds: float = 3600.0,
+                 clock: Callable[[], float] = time.time):
+        self._per_instance = per_instance
+        self._per_minute = per_minute
+        self._window = window_seconds
+        self._clock = clock
+        self._starts: dict[str, deque] = {}
+        self._quarantine: dict[str, float] = {}
+        self._fleet: deque = deque()
+        self._lock = threading.Lock()
+
+    def acquire(self, instance_id: str) -> str:
+        """"" and the start is counted, or the reason it may not happen: budget-exhausted / breaker-open."""
+        with self._lock:
+            now = self._clock()
+            if self._quarantine.get(instance_id, 0.0) > now:
+                return "budget-exhausted"
+            self._quarantine.pop(instance_id, None)
+            starts = self._starts.setdefault(instance_id, deque())
+            _expire(starts, now - self._window)
+            if len(starts) >= self._per_instance:
+                self._quarantine[instance_id] = starts[-1] + self._window
+                return "budget-exhausted"
+            _expire(self._fleet, now - 60.0)
+            if len(self._fleet) >= self._per_minute:
+                return "breaker-open"
+            starts.append(now)
+            self._fleet.append(now)
+            return ""
+
+    def quarantined_until(self, instance_id: str) -> float | None:
+        with self._lock:
+            return self._quarantine.get(instance_id)
+
+
+def _expire(times: deque, before: float) -> None:
+    while times and times[0] <= before:
+        times.popleft()
+
+
+def _ms(event: dict) -> int:
+    try:
+        return int(event.get("event_time_ms") or 0)
+    except ValueError:
+        return 0
+
+
+def _parse_minute_time(text: str) -> float | None:
+    """ECS times: `2025-06-14T01:15Z` (minutes), sometimes with seconds."""
+    for fmt in ("%Y-%m-%dT%H:%MZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return _dt.datetime.strptime(text, fmt).replace(tzinfo=_dt.timezone.utc).timestamp()
+        except ValueError:
+            continue
+    return None

@@ -1,0 +1,183 @@
+"""The lb_drain hook against the emulator: every membership found and removed exactly, before the reclaim."""
+import dataclasses
+import json
+import time
+
+import pytest
+
+from shipper import events
+from shipper.actions import ACTED, DRY_RUN, FAILED, PENDING, SKIPPED, SUCCEEDED
+from shipper.actions.lb_drain import LbDrainHook, reclaim_time
+from shipper.config import LbDrainHook as DrainSettings
+from tests.test_restart_hook import FakeTime, emulator, openapi, run  # noqa: F401 (emulator is a fixture)
+
+SPOT = "i-bp1spot0000000001"
+OTHER = "i-bp1other000000001"
+LIVE = DrainSettings(enabled=True, dry_run=False, drain_seconds=30.0, safety_margin_seconds=30.0)
+
+
+def interruption(instance_id: str, at: float, reclaim_in: float | None = 300.0) -> dict:
+    return events.new_event(
+        event_uid=f"notice-{instance_id}-{at}", event_name="Instance:PreemptibleInstanceInterruption",
+        category="interruption", instance_id=instance_id, action="delete", event_time_ms=str(int(at * 1000)),
+        not_before="" if reclaim_in is None else events.format_time_ms(int((at + reclaim_in) * 1000)))
+
+
+def two_vserver_groups_and_an_alb_group(emulator) -> None:
+    emulator.add_load_balancer("lb-web", backends=[{"ServerId": OTHER}])
+    emulator.add_vserver_group("lb-web", "rsp-http", backends=[{"ServerId": SPOT, "Port": 80, "Weight": 100},
+                                                               {"ServerId": OTHER, "Port": 80}])
+    emulator.add_load_balancer("lb-api")
+    emulator.add_vserver_group("lb-api", "rsp-api", backends=[{"ServerId": SPOT, "Port": 8080, "Weight": 40}])
+    emulator.add_server_group("alb", "sgp-alb", servers=[{"ServerId": SPOT, "Port": 443, "Weight": 70},
+                                                         {"ServerId": OTHER, "Port": 443}])
+
+
+def hook_for(emulator, clock, settings=LIVE) -> LbDrainHook:
+    return LbDrainHook(settings, openapi(emulator), clock=clock, sleep=clock.sleep)
+
+
+def wait_for_alb_job(emulator, group_id: str) -> list[dict]:
+    deadline = time.monotonic() + 5
+    while (state := emulator.server_group(group_id))[0] != "Available":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return state[1]
+
+
+def test_wants_real_interruptions_only():
+    hook = LbDrainHook(LIVE, api=None)
+    assert hook.wants(interruption(SPOT, 0))
+    assert not hook.wants(interruption("i-bp1sp***001", 0))
+    assert not hook.wants(events.new_event(event_name="Instance:StateChange", state="Stopped", instance_id=SPOT))
+    assert hook.delay_seconds(interruption(SPOT, 0)) == 0
+
+
+def test_interrupted_instance_leaves_every_group_with_its_exact_ports_before_the_deadline(emulator):
+    two_vserver_groups_and_an_alb_group(emulator)
+    clock = FakeTime()
+    decision, outcome = run(hook_for(emulator, clock), interruption(SPOT, clock.now))
+    assert (decision["decision"], decision["outcome"]) == (ACTED, PENDING)
+    assert float(decision["seconds_before_reclaim"]) == pytest.approx(300, abs=1)
+    assert (outcome["decision"], outcome["outcome"], outcome["error_code"]) == (ACTED, SUCCEEDED, "")
+    detail = json.loads(outcome["detail"])
+    assert (detail["removed"], detail["total"]) == (3, 3)
+    assert float(outcome["seconds_before_reclaim"]) == pytest.approx(270, abs=1)   # 300 - the 30 s drain
+    assert clock.sleeps == [30.0]
+
+    # drained first (weight 0), then removed exactly as listed: port, listed weight, type
+    actions = [c.action for c in emulator.calls() if not c.code]
+    assert actions.index("RemoveVServerGroupBackendServers") > actions.index("SetVServerGroupAttribute")
+    removed = {c.params["VServerGroupId"]: json.loads(c.params["BackendServers"])
+               for c in emulator.calls("RemoveVServerGroupBackendServers")}
+    assert removed == {"rsp-http": [{"ServerId": SPOT, "Weight": "100", "Type": "ecs", "Port": "80"}],
+                       "rsp-api": [{"ServerId": SPOT, "Weight": "40", "Type": "ecs", "Port": "8080"}]}
+    [alb] = [c.params for c in emulator.calls("RemoveServersFromServerGroup") if not c.code]
+    assert (alb["Servers.1.ServerId"], alb["Servers.1.Port"], alb["Servers.1.ServerType"]) == (SPOT, "443", "Ecs")
+
+    assert [b["ServerId"] for b in emulator.vserver_group_backends("rsp-http")] == [OTHER]
+    assert emulator.vserver_group_backends("rsp-api") == []
+    assert [s["ServerId"] for s in wait_for_alb_job(emulator, "sgp-alb")] == [OTHER]
+    assert [b["ServerId"] for b in emulator.backend_servers("lb-web")] == [OTHER]
+
+
+def test_default_backend_list_and_nlb_without_drain(emulator):
+    emulator.add_load_balancer("lb-classic", backends=[{"ServerId": SPOT, "Weight": 60}, {"ServerId": OTHER}])
+    emulator.add_server_group("nlb", "sgp-nlb", servers=[{"ServerId": SPOT, "Port": 6379}])
+    clock = FakeTime()
+    decision, outcome = run(hook_for(emulator, clock, dataclasses.replace(LIVE, drain_seconds=0.0)),
+                            interruption(SPOT, clock.now))
+    assert outcome["outcome"] == SUCCEEDED and clock.sleeps == []
+    assert {c.action for c in emulator.calls()} == {"RemoveBackendServers", "RemoveServersFromServerGroup"}
+    [clb] = emulator.calls("RemoveBackendServers")
+    assert json.loads(clb.params["BackendServers"]) == [{"ServerId": SPOT, "Weight": "60", "Type": "ecs"}]
+    assert [b["ServerId"] for b in emulator.backend_servers("lb-classic")] == [OTHER]
+    assert wait_for_alb_job(emulator, "sgp-nlb") == []
+
+
+def test_dry_run_discovers_and_calls_nothing_mutating(emulator):
+    two_vserver_groups_and_an_alb_group(emulator)
+    clock = FakeTime()
+    [record] = run(hook_for(emulator, clock, dataclasses.replace(LIVE, dry_run=True)), interruption(SPOT, clock.now))
+    assert record["decision"] == DRY_RUN and float(record["seconds_before_reclaim"]) > 290
+    would = {(m["kind"], m["group"], m["port"]) for m in json.loads(record["detail"])["memberships"]}
+    assert would == {("clb-vserver", "rsp-http", 80), ("clb-vserver", "rsp-api", 8080), ("alb", "sgp-alb", 443)}
+    assert emulator.calls() == []
+
+
+@pytest.mark.parametrize("settings, instance_id, reclaim_in, reason", [
+    (dataclasses.replace(LIVE, opt_in_tag="spot:drain=true"), SPOT, 300.0, "not-opted-in"),
+    (dataclasses.replace(LIVE, instances=(OTHER,)), SPOT, 300.0, "not-opted-in"),
+    (LIVE, "i-bp1alone000000001", 300.0, "no-memberships"),
+    (LIVE, SPOT, -1.0, "deadline-passed"),
+    (LIVE, "i-bp1sp***001", 300.0, "masked-id"),
+])
+def test_skips_with_a_reason(emulator, settings, instance_id, reclaim_in, reason):
+    two_vserver_groups_and_an_alb_group(emulator)
+    emulator.add_instance(SPOT, spot_strategy="SpotAsPriceGo")
+    clock = FakeTime()
+    [record] = run(hook_for(emulator, clock, settings), interruption(instance_id, clock.now, reclaim_in))
+    assert (record["decision"], record["reason"]) == (SKIPPED, reason)
+    assert emulator.calls() == []
+
+
+def test_opt_in_by_tag(emulator):
+    emulator.add_instance(SPOT, spot_strategy="SpotAsPriceGo", tags={"spot:drain": "true"})
+    emulator.add_load_balancer("lb-classic", backends=[{"ServerId": SPOT}])
+    clock = FakeTime()
+    records = run(hook_for(emulator, clock, dataclasses.replace(LIVE, opt_in_tag="spot:drain=true")),
+                  interruption(SPOT, clock.now))
+    assert records[-1]["outcome"] == SUCCEEDED
+
+
+def test_the_deadline_bounds_the_drain(emulator):
+    emulator.add_load_balancer("lb-classic", backends=[{"ServerId": SPOT}])
+    clock = FakeTime()
+    outcome = run(hook_for(emulator, clock), interruption(SPOT, clock.now - 255))[-1]   # 45 s left
+    assert clock.sleeps == [pytest.approx(15.0, abs=0.5)]                               # 45 - 30 s margin
+    assert float(outcome["seconds_before_reclaim"]) >= LIVE.safety_margin_seconds - 0.5
+
+
+def test_inside_the_safety_margin_removal_is_immediate(emulator):
+    emulator.add_load_balancer("lb-classic", backends=[{"ServerId": SPOT}])
+    clock = FakeTime()
+    outcome = run(hook_for(emulator, clock), interruption(SPOT, clock.now - 290))[-1]    # 10 s left
+    assert outcome["outcome"] == SUCCEEDED and clock.sleeps == []
+    assert [c.action for c in emulator.calls()] == ["RemoveBackendServers"]
+
+
+def test_without_not_before_the_reclaim_is_five_minutes_after_the_notice():
+    event = interruption(SPOT, 1_000_000.0, reclaim_in=None)
+    assert reclaim_time(event) == 1_000_300.0
+    assert reclaim_time(interruption(SPOT, 1_000_000.0, reclaim_in=280)) == 1_000_280.0
+
+
+def test_a_failed_removal_is_reported_with_its_code(emulator):
+    two_vserver_groups_and_an_alb_group(emulator)
+    emulator.fail_next("LbStatusNotSupport", action="RemoveVServerGroupBackendServers")
+    clock = FakeTime()
+    outcome = run(hook_for(emulator, clock, dataclasses.replace(LIVE, drain_seconds=0.0)),
+                  interruption(SPOT, clock.now))[-1]
+    assert (outcome["outcome"], outcome["error_code"]) == (FAILED, "LbStatusNotSupport")
+    detail = json.loads(outcome["detail"])
+    assert (detail["removed"], detail["total"]) == (2, 3)
+
+
+def test_discovery_is_cached_and_refreshed(emulator):
+    third = "i-bp1third000000001"
+    emulator.add_load_balancer("lb-classic", backends=[{"ServerId": SPOT}, {"ServerId": OTHER}, {"ServerId": third}])
+    clock = FakeTime()
+    settings = dataclasses.replace(LIVE, drain_seconds=0.0, discovery_cache_seconds=300.0)
+    hook = hook_for(emulator, clock, settings)
+    run(hook, interruption(SPOT, clock.now - 10))
+    run(hook, interruption(OTHER, clock.now - 10))            # from the index built for the first notice
+    assert emulator.request_counts()["DescribeLoadBalancers"] == 1
+    late = "i-bp1late0000000001"
+    emulator.add_load_balancer("lb-new", backends=[{"ServerId": late}])
+    clock.now += 60
+    records = run(hook, interruption(late, clock.now))       # joined after the index was built: one rebuild
+    assert records[-1]["outcome"] == SUCCEEDED
+    assert emulator.request_counts()["DescribeLoadBalancers"] == 2
+    clock.now += 301                                          # the index is now too old, though it knows `third`
+    assert run(hook, interruption(third, clock.now - 10))[-1]["outcome"] == SUCCEEDED
+    assert emulator.request_counts()["DescribeLoadBalancers"] == 3
