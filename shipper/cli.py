@@ -89,7 +89,7 @@ def run(config_path: str | None) -> None:
     logsetup.setup(config.shipper.log_level, tuple(s.token_env for s in config.sources if hasattr(s, "token_env")))
     try:
         status = runner.run(config)
-    except (StoreError, SourceError) as e:
+    except (StoreError, SourceError, runner.HooksError) as e:
         raise click.ClickException(str(e)) from None
     sys.exit(status)
 
@@ -256,6 +256,109 @@ def lifecycle(instance_id: str, as_json: bool, store: str | None, config_path: s
     click.echo()
     columns = ["event_time", "event_name", "state", "event_status", "level", "instance_name", "instance_type"]
     click.echo(format_table(columns, [[e[c] for c in columns] for e in timeline]))
+
+
+@main.group()
+def dashboards() -> None:
+    """SLS content as code: logstore indexes, the lifecycle dashboard, saved searches and alerts.
+
+    \b
+      shipper dashboards validate                      offline: shapes, queries, fields, local runs
+      shipper dashboards import --project P --dry-run  print the plan, change nothing
+      shipper dashboards import --project P            create what is missing, update what differs
+      shipper dashboards export --project P --out DIR  write what the project holds, same layout
+
+    import and export reach SLS at --endpoint (default: the config's sls sink) with the
+    ALIBABA_CLOUD_* credentials; alert webhooks take ${SHIPPER_HOST}, ${SHIPPER_WEBHOOK_TOKEN} and
+    ${OPERATOR_WEBHOOK_URL} from the environment (see dashboards/README.md).
+    """
+
+
+DIR_OPTION = click.option("--dir", "root", default="dashboards", show_default=True,
+                          type=click.Path(file_okay=False, path_type=Path), help="The content folder.")
+
+
+@dashboards.command("validate")
+@DIR_OPTION
+def dashboards_validate(root: Path) -> None:
+    """Check every file offline: one `file: reason` line per problem, exit 1 if any."""
+    from shipper.dashboards import validate
+
+    if not root.is_dir():
+        raise click.ClickException(f"{root}: no such folder (pass --dir)")
+    problems = validate(root)
+    for problem in problems:
+        click.echo(str(problem))
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {root}")
+    click.echo(f"{root}: valid", err=True)
+
+
+def _sls_client(config_path: str | None, endpoint: str | None):
+    from shipper.credentials import Credentials, MissingCredentials
+    from shipper.slsclient import make_client
+
+    if not endpoint:
+        config = _load_config(config_path)
+        sls = next((s for s in config.sinks if isinstance(s, config_mod.SlsSink)), None)
+        if sls is None:
+            raise click.BadParameter(f"give --endpoint, or add an sls sink to {config.path}", param_hint="--endpoint")
+        endpoint = sls.endpoint
+    try:
+        return make_client(endpoint, Credentials.from_env())
+    except MissingCredentials as e:
+        raise click.ClickException(f"sls: {e}") from None
+
+
+ENDPOINT_OPTION = click.option("--endpoint", metavar="HOST", help="SLS endpoint (default: the config's sls sink).")
+
+
+@dashboards.command("import")
+@click.option("--project", required=True, help="The SLS project to write into.")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@DIR_OPTION
+@ENDPOINT_OPTION
+@click.option("--config", "config_path", metavar="PATH", help=CONFIG_HELP)
+def dashboards_import(project, dry_run, root, endpoint, config_path) -> None:
+    """Create missing logstores and indexes; create or update dashboards, saved searches and alerts.
+
+    Idempotent: a second run plans only `unchanged` steps. The plan is printed either way.
+    """
+    from shipper.dashboards import DashboardsError, apply, plan_import
+    from shipper.slsclient import error_code
+
+    client = _sls_client(config_path, endpoint)
+    try:
+        steps = plan_import(client, project, root, placeholders=os.environ)
+        for step in steps:
+            click.echo(str(step))
+        if not dry_run:
+            apply(client, project, steps)
+    except DashboardsError as e:
+        raise click.ClickException(str(e)) from None
+    except Exception as e:
+        raise click.ClickException(f"sls: {project}: {error_code(e)}: {getattr(e, 'get_error_message', lambda: e)()}") from None
+    changes = sum(1 for step in steps if step.action != "unchanged")
+    click.echo(f"{'would change' if dry_run else 'changed'} {changes} of {len(steps)}", err=True)
+
+
+@dashboards.command("export")
+@click.option("--project", required=True, help="The SLS project to read.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
+@ENDPOINT_OPTION
+@click.option("--config", "config_path", metavar="PATH", help=CONFIG_HELP)
+def dashboards_export(project, out, endpoint, config_path) -> None:
+    """Write the project's indexes, dashboards, saved searches and alerts as files (validate can read them)."""
+    from shipper.dashboards import export
+    from shipper.slsclient import error_code
+
+    try:
+        written = export(_sls_client(config_path, endpoint), project, out)
+    except click.ClickException:
+        raise
+    except Exception as e:
+        raise click.ClickException(f"sls: {project}: {error_code(e)}") from None
+    click.echo(f"wrote {len(written)} files to {out}", err=True)
 
 
 @main.command()

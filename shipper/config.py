@@ -86,6 +86,47 @@ class SlsSink:
     retry_seconds: float = 60.0             # retry a batch this long, then report it failed (redelivered)
 
 
+@dataclass(frozen=True)
+class RestartHook:
+    """Start an instance that stopped unexpectedly; never fights a deliberate stop, a lock or a reclaim."""
+    enabled: bool = False
+    dry_run: bool = True
+    opt_in_tag: str = "shipper:auto-restart=true"   # TagKey=TagValue; `instances` also opts in
+    instances: tuple = ()
+    grace_seconds: float = 60.0                     # from receipt of the Stopped event; then re-read, decide
+    confirm_timeout_seconds: float = 300.0          # Running must follow StartInstance within this
+    max_per_instance_per_hour: int = 3              # then the instance is quarantined (recorded)
+    max_per_minute: int = 10                        # fleet-wide breaker
+
+
+@dataclass(frozen=True)
+class LbDrainHook:
+    """Take a spot instance out of every load-balancer group before it is reclaimed."""
+    enabled: bool = False
+    dry_run: bool = True
+    opt_in_tag: str = ""                            # empty: every interrupted instance
+    instances: tuple = ()
+    drain_seconds: float = 30.0                     # weight 0, then wait this long, bounded by the deadline
+    safety_margin_seconds: float = 30.0             # removal is called at least this long before reclaim
+    discovery_cache_seconds: float = 300.0          # how long discovered memberships are reused
+
+
+@dataclass(frozen=True)
+class HooksSettings:
+    restart: RestartHook = field(default_factory=RestartHook)
+    lb_drain: LbDrainHook = field(default_factory=LbDrainHook)
+
+
+@dataclass(frozen=True)
+class OpenApiSettings:
+    region: str = "cn-hangzhou"
+    ecs_endpoint: str = ""                          # default ecs.<region>.aliyuncs.com
+    slb_endpoint: str = ""                          # default slb.aliyuncs.com
+    alb_endpoint: str = ""                          # default alb.<region>.aliyuncs.com
+    nlb_endpoint: str = ""                          # default nlb.<region>.aliyuncs.com
+    timeout_seconds: float = 10.0
+
+
 SOURCE_TYPES: dict[str, type] = {"simulate": SimulateSource, "http": HttpSource, "mns": MnsSource}
 SINK_TYPES: dict[str, type] = {"sqlite": SqliteSink, "sls": SlsSink}
 ENVELOPE_CHOICES = ("mixed", "cms", "cms-subscription", "eventbridge")
@@ -99,6 +140,8 @@ class Config:
     batch: BatchSettings = field(default_factory=BatchSettings)
     sources: tuple = ()
     sinks: tuple = ()
+    hooks: HooksSettings = field(default_factory=HooksSettings)
+    openapi: OpenApiSettings = field(default_factory=OpenApiSettings)
 
     def sqlite_sink(self) -> SqliteSink | None:
         return next((s for s in self.sinks if isinstance(s, SqliteSink)), None)
@@ -120,10 +163,17 @@ def load(path: str | Path) -> Config:
 
 
 def from_dict(doc: dict, path: str = "config.toml") -> Config:
-    known = {"shipper", "batch", "sources", "sinks"}
+    known = {"shipper", "batch", "sources", "sinks", "hooks", "openapi"}
     _reject_unknown(doc, known, path, "the top level")
     shipper = _build(ShipperSettings, doc.get("shipper", {}), path, "[shipper]")
     batch = _build(BatchSettings, doc.get("batch", {}), path, "[batch]")
+    hooks_doc = doc.get("hooks", {})
+    if not isinstance(hooks_doc, dict):
+        raise ConfigError(f"{path}: [hooks] must be a table")
+    _reject_unknown(hooks_doc, {"restart", "lb_drain"}, path, "[hooks]")
+    hooks = HooksSettings(restart=_build(RestartHook, hooks_doc.get("restart", {}), path, "[hooks.restart]"),
+                          lb_drain=_build(LbDrainHook, hooks_doc.get("lb_drain", {}), path, "[hooks.lb_drain]"))
+    openapi = _build(OpenApiSettings, doc.get("openapi", {}), path, "[openapi]")
     sources = tuple(_typed(item, SOURCE_TYPES, path, f"[[sources]] #{i + 1}")
                     for i, item in enumerate(_array_of_tables(doc, "sources", path)))
     sinks = tuple(_typed(item, SINK_TYPES, path, f"[[sinks]] #{i + 1}")
@@ -132,7 +182,8 @@ def from_dict(doc: dict, path: str = "config.toml") -> Config:
                     if isinstance(s, MnsSource) and s.endpoint else s for s in sources)
     sinks = tuple(dataclasses.replace(s, path=str(Path(shipper.data_dir) / "events.db"))
                   if isinstance(s, SqliteSink) and not s.path else s for s in sinks)
-    config = Config(path=path, shipper=shipper, batch=batch, sources=sources, sinks=sinks)
+    config = Config(path=path, shipper=shipper, batch=batch, sources=sources, sinks=sinks, hooks=hooks,
+                    openapi=openapi)
     _validate(config)
     return config
 
@@ -162,6 +213,10 @@ def _build(cls, values: Any, path: str, where: str):
         expected = type(fields[name].default)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if expected is tuple:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{path}: {where}: `{name}` must be a list of strings, got {value!r}")
+            value = tuple(value)
         if type(value) is not expected:
             raise ConfigError(f"{path}: {where}: `{name}` must be {_type_word(expected)}, got {value!r}")
         kwargs[name] = value
@@ -169,7 +224,8 @@ def _build(cls, values: Any, path: str, where: str):
 
 
 def _type_word(t: type) -> str:
-    return {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}.get(t, t.__name__)
+    return {int: "a whole number", float: "a number", str: "a string", bool: "true or false",
+            tuple: "a list of strings"}.get(t, t.__name__)
 
 
 def _reject_unknown(values: dict, known: set[str], path: str, where: str) -> None:
@@ -237,6 +293,19 @@ def _validate(config: Config) -> None:
                 raise ConfigError(f"{p}: {where}: `compress` must be lz4 or deflate, got {sink.compress!r}")
             positive(where, "timeout_seconds", sink.timeout_seconds)
             positive(where, "retry_seconds", sink.retry_seconds)
+    r, d = config.hooks.restart, config.hooks.lb_drain
+    for where, hook in (("[hooks.restart]", r), ("[hooks.lb_drain]", d)):
+        if hook.opt_in_tag and "=" not in hook.opt_in_tag:
+            raise ConfigError(f"{p}: {where}: `opt_in_tag` must be TagKey=TagValue, got {hook.opt_in_tag!r}")
+    if r.enabled and not r.opt_in_tag and not r.instances:
+        raise ConfigError(f"{p}: [hooks.restart]: set `opt_in_tag` or `instances`: restarting every stopped "
+                          f"instance would fight deliberate stops")
+    positive("[hooks.restart]", "confirm_timeout_seconds", r.confirm_timeout_seconds)
+    positive("[hooks.restart]", "max_per_instance_per_hour", r.max_per_instance_per_hour)
+    positive("[hooks.restart]", "max_per_minute", r.max_per_minute)
+    if r.grace_seconds < 0 or d.drain_seconds < 0 or d.safety_margin_seconds < 0:
+        raise ConfigError(f"{p}: [hooks]: grace_seconds, drain_seconds and safety_margin_seconds must be 0 or more")
+    positive("[openapi]", "timeout_seconds", config.openapi.timeout_seconds)
     if not config.sinks:
         raise ConfigError(f"{p}: no [[sinks]]: add at least one, e.g. [[sinks]] type = \"sqlite\"")
 

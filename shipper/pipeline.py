@@ -250,7 +250,10 @@ class Pipeline:
                     finished.append((tracker, Result(Status.FAILED, error=error)))
                     continue
                 tracker.pending -= 1
-                wanted = self.hooks.wanted(record) if self.hooks and table == events.EVENTS_TABLE else []
+                wanted = []
+                if self.hooks and table == events.EVENTS_TABLE:
+                    self.hooks.observe(record)
+                    wanted = self.hooks.wanted(record)
                 if wanted:
                     hook_jobs.append((record, wanted, tracker))
                     if tracker.message.ack_after_hooks:

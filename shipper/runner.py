@@ -10,7 +10,11 @@ import logging
 import signal
 import threading
 
-from shipper import metrics
+from shipper import events, metrics
+from shipper.actions.engine import HookEngine
+from shipper.actions.lb_drain import LbDrainHook
+from shipper.actions.openapi import OpenApi
+from shipper.actions.restart import RestartHook
 from shipper.config import Config, HttpSource, MnsSource, SimulateSource
 from shipper.config import SlsSink as SlsSinkSettings, SqliteSink as SqliteSinkSettings
 from shipper.pipeline import Pipeline
@@ -45,6 +49,31 @@ def build_sinks(config: Config) -> list:
 def build_pipeline(config: Config) -> Pipeline:
     return Pipeline(build_sinks(config), config.batch, max_inflight_events=config.shipper.max_inflight_events,
                     max_message_bytes=config.shipper.max_message_bytes)
+
+
+class HooksError(Exception):
+    """Hooks are enabled but cannot run (no credentials); the message says what to set."""
+
+
+def build_hooks(config: Config, pipeline: Pipeline) -> HookEngine | None:
+    """The enabled hooks on one engine whose decisions are committed through `pipeline`; None if none."""
+    restart, drain = config.hooks.restart, config.hooks.lb_drain
+    if not (restart.enabled or drain.enabled):
+        return None
+    try:
+        credentials = Credentials.from_env()
+    except MissingCredentials as e:
+        raise HooksError(f"hooks: {e}") from None
+    api = OpenApi(config.openapi, credentials)
+    engine = HookEngine([], lambda records, done: pipeline.record(events.ACTIONS_TABLE, records, done))
+    if restart.enabled:
+        engine.hooks.append(RestartHook(restart, api, recent_events=engine.recent_events))
+    if drain.enabled:
+        engine.hooks.append(LbDrainHook(drain, api))
+    for hook, settings in ((h, getattr(config.hooks, h.name)) for h in engine.hooks):
+        log.info("hook %s enabled%s", hook.name, " in DRY-RUN mode (decides and records, calls nothing that "
+                 "changes the fleet)" if settings.dry_run else ": it WILL act on the fleet")
+    return engine
 
 
 def build_sources(config: Config, pipeline: Pipeline, on_fatal) -> list:
@@ -82,6 +111,7 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
     pipeline = build_pipeline(config).start()
     started = []
     try:
+        pipeline.hooks = build_hooks(config, pipeline)
         for source in build_sources(config, pipeline, on_fatal):
             started.append(source.start())
     except BaseException:
@@ -115,6 +145,8 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
 def _shutdown(sources: list, pipeline: Pipeline, grace: float) -> bool:
     for source in sources:
         source.stop()
+    if pipeline.hooks:
+        pipeline.hooks.close(min(grace / 2, 5.0))  # undecided events come back with their messages
     drained = pipeline.close(grace)
     for source in sources:
         source.close()

@@ -22,6 +22,9 @@ from shipper.actions import SKIPPED, Hook, action_record
 log = logging.getLogger("shipper.actions")
 
 RECENT_UIDS = 100_000  # (hook, event_uid) pairs remembered to ignore redeliveries
+HISTORY_PER_INSTANCE = 16  # recent events kept per instance for the guards (superseded, stop cause)
+HISTORY_INSTANCES = 50_000
+HISTORY_FIELDS = ("event_uid", "event_name", "state", "category", "event_status", "event_time_ms")
 
 
 class HookEngine:
@@ -38,12 +41,29 @@ class HookEngine:
         self._queues: dict[str, collections.deque] = {}
         self._running: set[str] = set()
         self._seen: collections.OrderedDict = collections.OrderedDict()
+        self._history: collections.OrderedDict[str, collections.deque] = collections.OrderedDict()
         self._closing = False
         self._timer = threading.Thread(target=self._timer_loop, name="shipper-hook-timer", daemon=True)
         self._timer.start()
 
     def wanted(self, event: dict) -> list[Hook]:
         return [h for h in self.hooks if h.wants(event)]
+
+    def observe(self, event: dict) -> None:
+        """Remember a committed event (a few fields) so hooks can see what else happened to its instance."""
+        instance = event.get("instance_id", "")
+        if not instance:
+            return
+        with self._cond:
+            history = self._history.pop(instance, None) or collections.deque(maxlen=HISTORY_PER_INSTANCE)
+            history.append({f: event.get(f, "") for f in HISTORY_FIELDS})
+            self._history[instance] = history
+            if len(self._history) > HISTORY_INSTANCES:
+                self._history.popitem(last=False)
+
+    def recent_events(self, instance_id: str) -> list[dict]:
+        with self._cond:
+            return list(self._history.get(instance_id, ()))
 
     def schedule(self, event: dict, hooks: list[Hook], trigger: str, on_decided: Callable[[], None],
                  delay: float | None = None) -> None:
