@@ -238,10 +238,12 @@ def lifecycle(instance_id: str, as_json: bool, store: str | None, config_path: s
 
     Works long after release: name and type come from earlier events when the Deleted event lacks them.
     """
+    from shipper.enrich import cache_path, read_entry
     from shipper.search import format_table, lifecycle as timeline_of, summarize
 
+    config = _load_config(config_path)
     try:
-        timeline = timeline_of(_open_store(_load_config(config_path), store), instance_id)
+        timeline = timeline_of(_open_store(config, store), instance_id)
     except QueryError as e:
         raise click.ClickException(str(e)) from None
     if not timeline:
@@ -250,7 +252,7 @@ def lifecycle(instance_id: str, as_json: bool, store: str | None, config_path: s
         for event in timeline:
             click.echo(orjson.dumps(event).decode())
         return
-    summary = summarize(timeline)
+    summary = summarize(timeline, read_entry(cache_path(config.shipper.data_dir), instance_id))
     for key, value in summary.items():
         click.echo(f"{key + ':':<16}{value}")
     click.echo()

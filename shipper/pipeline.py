@@ -112,6 +112,7 @@ class Pipeline:
         self._closing = False
         self._failures = 0
         self.hooks = None  # a HookEngine, attached by the runner when hooks are enabled
+        self.cache = None  # an enrich.InstanceCache: fills identity fields an event lacks
         self._flusher = threading.Thread(target=self._flush_loop, name="shipper-flusher", daemon=True)
 
     def start(self) -> "Pipeline":
@@ -131,6 +132,9 @@ class Pipeline:
         try:
             records = events_from_bytes(message.body, received_ms=received_ms, content_type=message.content_type,
                                         max_bytes=self.max_message_bytes)
+            if self.cache:
+                for record in records:
+                    self.cache.enrich(record)
             table, result = events.EVENTS_TABLE, Result(Status.COMMITTED, events=len(records))
             metrics.EVENTS_RECEIVED.inc(len(records))
         except Rejected as e:

@@ -22,6 +22,7 @@ from shipper.sinks.sls import SlsSink
 from shipper.sinks.sqlite import SqliteSink, StoreError
 from shipper.sources.http import HttpServer
 from shipper.credentials import Credentials, MissingCredentials
+from shipper.enrich import InstanceCache, cache_path
 from shipper.sources.mns import MnsConsumer, MnsFatal
 from shipper.sources.simulate import SimulateRunner
 
@@ -47,8 +48,11 @@ def build_sinks(config: Config) -> list:
 
 
 def build_pipeline(config: Config) -> Pipeline:
-    return Pipeline(build_sinks(config), config.batch, max_inflight_events=config.shipper.max_inflight_events,
-                    max_message_bytes=config.shipper.max_message_bytes)
+    """The pipeline into the configured sinks, with the instance cache; close both when done."""
+    pipeline = Pipeline(build_sinks(config), config.batch, max_inflight_events=config.shipper.max_inflight_events,
+                        max_message_bytes=config.shipper.max_message_bytes)
+    pipeline.cache = InstanceCache(cache_path(config.shipper.data_dir))
+    return pipeline
 
 
 class HooksError(Exception):
@@ -64,7 +68,7 @@ def build_hooks(config: Config, pipeline: Pipeline) -> HookEngine | None:
         credentials = Credentials.from_env()
     except MissingCredentials as e:
         raise HooksError(f"hooks: {e}") from None
-    api = OpenApi(config.openapi, credentials)
+    api = OpenApi(config.openapi, credentials, on_instance=pipeline.cache.remember)
     engine = HookEngine([], lambda records, done: pipeline.record(events.ACTIONS_TABLE, records, done))
     if restart.enabled:
         engine.hooks.append(RestartHook(restart, api, recent_events=engine.recent_events))
@@ -124,6 +128,7 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
     log.info("running: %d source(s) into %s; Ctrl-C or SIGTERM stops after a flush", len(started), sinks)
     last = None
     while not stop.wait(PROGRESS_EVERY_SECONDS):
+        pipeline.cache.save()
         line = _progress_line()
         if line != last:
             log.info("%s", line)
@@ -150,4 +155,5 @@ def _shutdown(sources: list, pipeline: Pipeline, grace: float) -> bool:
     drained = pipeline.close(grace)
     for source in sources:
         source.close()
+    pipeline.cache.close()
     return drained

@@ -139,8 +139,10 @@ def lifecycle(store, instance_id: str) -> list[dict]:
     return timeline
 
 
-def summarize(timeline: list[dict]) -> dict:
-    """What an operator asks first: what it was, when it was created and released, how long it lived."""
+def summarize(timeline: list[dict], cached: dict | None = None) -> dict:
+    """What an operator asks first: what it was, when it was created and released, how long it lived.
+
+    `cached` is the instance cache's entry (enrich.py): zone, tags and charge type the events do not carry."""
     if not timeline:
         return {}
     last = timeline[-1]
@@ -161,6 +163,11 @@ def summarize(timeline: list[dict]) -> dict:
     }
     if created and released:
         summary["lifetime"] = format_duration(int(released["event_time_ms"]) - int(created["event_time_ms"]))
+    for key in ("instance_name", "instance_type", "private_ip"):
+        summary[key] = summary[key] or (cached or {}).get(key, "")
+    for key in ("zone_id", "charge_type", "spot_strategy", "tags"):
+        if cached and cached.get(key):
+            summary[key] = cached[key]
     return summary
 
 

@@ -105,9 +105,12 @@ class Backend:
 
 class OpenApi:
     def __init__(self, settings: OpenApiSettings, credentials: Credentials, *,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep,
+                 on_instance: Callable[[Instance], None] = lambda instance: None):
+        """`on_instance` sees every instance DescribeInstances returns (the instance cache keeps them)."""
         logging.getLogger("aliyunsdkcore").setLevel(logging.CRITICAL)
         self._sleep = sleep
+        self._on_instance = on_instance
         self._random = random.Random()
         self._secrets = tuple(s for s in (credentials.access_key_secret, credentials.security_token) if s)
         timeouts = {"connect_timeout": min(CONNECT_TIMEOUT_SECONDS, settings.timeout_seconds),
@@ -140,6 +143,7 @@ class OpenApi:
             for raw in _listed(body, "Instances", "Instance"):
                 instance = _instance(raw)
                 found[instance.instance_id] = instance
+                self._on_instance(instance)
         return found
 
     def describe_instance(self, instance_id: str) -> Instance:
