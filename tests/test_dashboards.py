@@ -6,6 +6,7 @@ dashboards/README.md (the hook payload contract).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from aliyun.log import LogClient
 from shipper import events
 from shipper.credentials import Credentials
 from shipper.dashboards import (
-    ACTION_POLICY, WEBHOOK, DashboardsError, Step, apply, export, plan_import, render_template,
+    ACTION_POLICY, CONTENT_TEMPLATE, WEBHOOK, DashboardsError, Step, apply, export, plan_import, render_template,
     substitute_placeholders, validate,
 )
 from shipper.slsclient import make_client
@@ -42,8 +43,8 @@ def content(tmp_path) -> Path:
 
 @pytest.fixture
 def project_content(content) -> Path:
-    """The shipped content without alerts/resources: the emulator has no /resources API (account-level
-    alert resources), so imports against it cover everything else."""
+    """The shipped content without alerts/resources (account-level records shared by every project), so
+    these import tests see only the project's own entities; the full folder is imported further down."""
     shutil.rmtree(content / "alerts" / "resources")
     return content
 
@@ -299,3 +300,55 @@ def test_a_step_never_shows_its_body():
     step = Step("update", WEBHOOK, "shipper-hook-restart", {"value": {"url": "https://h/hooks/restart?token=t0ken"}})
     assert "t0ken" not in repr(step) and "t0ken" not in str(step)
     assert str(step) == "update    sls.alert.action_webhook shipper-hook-restart"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The full shipped content, alert resources included
+
+PLACEHOLDERS = {"SHIPPER_HOST": "shipper.example.com", "SHIPPER_WEBHOOK_TOKEN": "t0ken-value",
+                "OPERATOR_WEBHOOK_URL": "https://ops.example.com/hook"}
+
+
+def resource_files(kind: str) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (CONTENT / "alerts" / "resources" / kind).glob("*.json")}
+
+
+def test_import_of_everything_fills_the_resources_and_never_shows_the_token(sls, client, caplog):
+    caplog.set_level(logging.DEBUG)
+    steps = plan_import(client, PROJECT, CONTENT, PLACEHOLDERS)
+    assert {s.action for s in steps} == {"create"}
+    assert {(s.kind, s.name) for s in steps if s.kind.startswith("sls.")} == {
+        (kind, name) for kind in (WEBHOOK, CONTENT_TEMPLATE, ACTION_POLICY) for name in resource_files(kind)}
+    apply(client, PROJECT, steps)
+
+    webhooks = sls.resource_records(WEBHOOK)
+    assert {name: json.loads(record["value"])["url"] for name, record in webhooks.items()} == {
+        "shipper-hook-restart": "https://shipper.example.com/hooks/restart?token=t0ken-value",
+        "shipper-operator": "https://ops.example.com/hook"}
+    for kind in (CONTENT_TEMPLATE, ACTION_POLICY):  # no placeholders: stored as the files hold them
+        stored = sls.resource_records(kind)
+        assert {name: (record["tag"], json.loads(record["value"])) for name, record in stored.items()} == {
+            name: (body["tag"], body["value"]) for name, body in resource_files(kind).items()}
+    assert set(sls.entities(PROJECT, "jobs")) == names("alerts")
+    assert set(sls.entities(PROJECT, "savedsearches")) == names("savedsearches")
+
+    second = plan_import(client, PROJECT, CONTENT, PLACEHOLDERS)
+    assert [s.action for s in second] == ["unchanged"] * len(second)
+    assert len(second) == len(steps)
+    assert caplog.records, "DEBUG logging captured nothing: the check below would prove nothing"
+    assert not [r for r in caplog.records if "t0ken-value" in r.getMessage()]
+    assert "t0ken-value" not in "\n".join(map(str, steps + second))
+
+
+def test_a_rotated_token_updates_only_the_restart_webhook(sls, client):
+    apply(client, PROJECT, plan_import(client, PROJECT, CONTENT, PLACEHOLDERS))
+    rotated = {**PLACEHOLDERS, "SHIPPER_WEBHOOK_TOKEN": "n3w-token"}
+    steps = plan_import(client, PROJECT, CONTENT, rotated)
+    assert [(s.action, s.kind, s.name) for s in steps if s.action != "unchanged"] == [
+        ("update", WEBHOOK, "shipper-hook-restart")]
+    assert "n3w-token" not in "\n".join(map(str, steps))
+    apply(client, PROJECT, steps)
+    record = sls.resource_records(WEBHOOK)["shipper-hook-restart"]
+    assert record["tag"] == "shipper restart hook"
+    assert json.loads(record["value"])["url"] == "https://shipper.example.com/hooks/restart?token=n3w-token"
+    assert sls.request_count("UpdateResourceRecord") == 1

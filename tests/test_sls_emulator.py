@@ -27,6 +27,7 @@ from aliyun.log import (
 )
 from aliyun.log import logclient as sdk_logclient
 from aliyun.log.proto import LogGroupRaw
+from aliyun.log.resource_params import ResourceRecord
 
 from tests.emulators.protobuf_wire import decode_log_group
 from tests.emulators.sls import SlsEmulator, project_from_host, signature, string_to_sign
@@ -592,6 +593,85 @@ def test_alert_enumerations_are_checked(sls, path, value):
         target = target[step]
     target[path[-1]] = value
     assert error_of(make_client(sls).create_alert, PROJECT, body).get_error_code() == "ParameterInvalid"
+
+
+# --------------------------------------------------------------------------------------------------
+# Section 9: alert resource records, account-level (/resources/<name>/records, no project in Host)
+
+WEBHOOKS = "sls.alert.action_webhook"
+HOOK = {"id": "shipper-hook", "name": "shipper hook", "type": "custom",
+        "url": "https://shipper.example.com/hooks/restart?token=abc", "method": "POST",
+        "headers": [{"key": "Content-Type", "value": "application/json"}]}
+OPERATORS = {**HOOK, "id": "operators", "name": "operators", "url": "https://ops.example.com/hook"}
+
+
+@pytest.fixture
+def account():
+    """An emulator without any project: resource records must not need one."""
+    with SlsEmulator(credentials={AK: SK}) as emulator:
+        yield emulator
+
+
+def record_ids(response) -> list[str]:
+    return [record.get_record_id() for record in response.get_records()]
+
+
+def test_resource_record_crud_round_trip(account):
+    client = make_client(account)
+    client.create_resource_record(WEBHOOKS, ResourceRecord("shipper-hook", "shipper hook", HOOK))
+    error = error_of(client.create_resource_record, WEBHOOKS, ResourceRecord("shipper-hook", "again", HOOK))
+    assert (error.resp_status, error.get_error_code()) == (400, "ResourceRecordAlreadyExist")
+    got = client.get_resource_record(WEBHOOKS, "shipper-hook").get_record()
+    assert (got.get_record_id(), got.get_tag(), got.get_value()) == ("shipper-hook", "shipper hook", HOOK)
+    stored = account.resource_records(WEBHOOKS)["shipper-hook"]
+    assert json.loads(stored["value"]) == HOOK  # carried as a JSON string
+
+    moved = {**HOOK, "url": "https://moved.example.com/hooks/restart?token=abc"}
+    client.update_resource_record(WEBHOOKS, ResourceRecord("shipper-hook", value=moved))  # no tag: kept
+    got = client.get_resource_record(WEBHOOKS, "shipper-hook").get_record()
+    assert (got.get_tag(), got.get_value()) == ("shipper hook", moved)
+
+    client.upsert_resource_record(WEBHOOKS, [ResourceRecord("shipper-hook", "renamed", HOOK),
+                                             ResourceRecord("operators", "operators", OPERATORS)])
+    listed = client.list_resource_records(WEBHOOKS)
+    assert (listed.get_count(), listed.get_total(), record_ids(listed)) == (2, 2, ["operators", "shipper-hook"])
+    assert [r.get_value() for r in listed.get_records()] == [OPERATORS, HOOK]
+    assert record_ids(client.list_resource_records(WEBHOOKS, record_ids=["shipper-hook", "nowhere"])) == [
+        "shipper-hook"]
+    assert record_ids(client.list_resource_records(WEBHOOKS, tag="renamed")) == ["shipper-hook"]
+    paged = client.list_resource_records(WEBHOOKS, offset=1, size=1)
+    assert (paged.get_count(), paged.get_total(), record_ids(paged)) == (1, 2, ["shipper-hook"])
+    assert record_ids(client.list_resource_records("sls.alert.action_policy")) == []  # per resource name
+
+    client.delete_resource_record(WEBHOOKS, ["operators", "shipper-hook"])
+    assert account.resource_records(WEBHOOKS) == {}
+    assert account.request_count("CreateResourceRecord", project="") == 2  # the Host named no project
+
+
+@pytest.mark.parametrize("call", [
+    lambda client: client.get_resource_record(WEBHOOKS, "nowhere"),
+    lambda client: client.update_resource_record(WEBHOOKS, ResourceRecord("nowhere", value=HOOK)),
+    lambda client: client.delete_resource_record(WEBHOOKS, ["nowhere"]),
+])
+def test_a_missing_resource_record_is_resource_record_not_exist(account, call):
+    error = error_of(call, make_client(account))
+    assert (error.resp_status, error.get_error_code()) == (404, "ResourceRecordNotExist")
+    assert account.resource_records(WEBHOOKS) == {}
+
+
+def test_deleting_a_present_and_a_missing_record_deletes_neither(account):
+    client = make_client(account)
+    client.create_resource_record(WEBHOOKS, ResourceRecord("shipper-hook", "shipper hook", HOOK))
+    assert error_of(client.delete_resource_record, WEBHOOKS, ["shipper-hook", "nowhere"]
+                    ).get_error_code() == "ResourceRecordNotExist"
+    assert list(account.resource_records(WEBHOOKS)) == ["shipper-hook"]
+
+
+def test_resource_records_check_the_signature(account):
+    error = error_of(make_client(account, secret="wrong").create_resource_record, WEBHOOKS,
+                     ResourceRecord("shipper-hook", "shipper hook", HOOK))
+    assert (error.resp_status, error.get_error_code()) == (401, "SignatureNotMatch")
+    assert account.resource_records(WEBHOOKS) == {}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Everything it answers follows /work/shared/reference/sls.md (section numbers bel
 project from the Host header (section 1), V1 signatures and Content-MD5 checked (section 3), PutLogs
 bodies decompressed and decoded by an independent protobuf reader (section 4), GetLogs v2 and v1
 over what was stored with a subset of the search language (sections 6 and 7; the SQL part is
-refused with EmulatorUnsupported), logstore/index/dashboard/saved search/alert CRUD (sections 8, 9)
+refused with EmulatorUnsupported), logstore/index/dashboard/saved search/alert CRUD (sections 8, 9),
+the account-level alert resource records of section 9 (`/resources/<name>/records`, no project in Host)
 and runtime fault knobs (section 11).
 
 In-process:
@@ -32,6 +33,7 @@ import re
 import threading
 import time
 import traceback
+import uuid
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -59,8 +61,10 @@ class SlsError(Exception):
 
 # Error codes follow sections 2, 5, 6 and 8. Not in the reference, so inferred from the naming of the
 # documented ones: InvalidContentMD5, DashboardAlreadyExist, SavedSearchAlreadyExist, JobAlreadyExist,
-# ParameterInvalid (bad entity bodies), InvalidHost. EmulatorUnsupported (SQL, unimplemented APIs) and
-# EmulatorError (a bug here) are this emulator's own and never come from the real service.
+# ParameterInvalid (bad entity bodies), InvalidHost. Alert resource records: ResourceRecordNotExist is the
+# code the official Python and Java SDKs' own tests expect; ResourceRecordAlreadyExist and both statuses
+# (404, 400) are inferred. EmulatorUnsupported (SQL, unimplemented APIs) and EmulatorError (a bug here) are
+# this emulator's own and never come from the real service.
 
 # Codes the fault knobs can inject, with the status and a message shaped like the service's.
 FAULT_ERRORS = {
@@ -824,11 +828,30 @@ _SAVEDSEARCH = _EntityKind(
 _JOB = _EntityKind("jobs", "name", "job", "JobNotExist", "JobAlreadyExist", _check_alert,
                    lambda items: {"results": items})
 
+
+def _check_record(fields) -> None:
+    """One record as the SDK sends it: `value` a JSON string holding an object, `id` and `tag` strings."""
+    if not isinstance(fields, dict):
+        raise _invalid("a record must be a JSON object")
+    value = fields.get("value")
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise _invalid("value must be a JSON string holding an object")
+    for name in ("id", "tag"):
+        if name in fields and not isinstance(fields[name], str):
+            raise _invalid(f"{name} must be a string")
+
+
 # --------------------------------------------------------------------------------------------------
 # Routing
 
 _NAME = r"(?P<name>[^/]+)"
 _STORE = r"(?P<logstore>[^/]+)"
+_RESOURCE = r"(?P<resource>[^/]+)"
+_RECORD = r"(?P<record_id>[^/]+)"
 _ROUTES = [
     (method, re.compile(pattern), operation)
     for method, pattern, operation in [
@@ -861,8 +884,16 @@ _ROUTES = [
         ("GET", rf"/jobs/{_NAME}", "GetAlert"),
         ("PUT", rf"/jobs/{_NAME}", "UpdateAlert"),  # EnableAlert / DisableAlert with ?action=
         ("DELETE", rf"/jobs/{_NAME}", "DeleteAlert"),
+        ("GET", rf"/resources/{_RESOURCE}/records", "ListResourceRecords"),
+        ("POST", rf"/resources/{_RESOURCE}/records", "CreateResourceRecord"),
+        ("PUT", rf"/resources/{_RESOURCE}/records", "UpsertResourceRecord"),
+        ("DELETE", rf"/resources/{_RESOURCE}/records", "DeleteResourceRecord"),  # ?ids=a,b
+        ("GET", rf"/resources/{_RESOURCE}/records/{_RECORD}", "GetResourceRecord"),
+        ("PUT", rf"/resources/{_RESOURCE}/records/{_RECORD}", "UpdateResourceRecord"),
     ]
 ]
+# Alert resources belong to the account: the SDK sends them with the bare endpoint as Host.
+_ACCOUNT_OPERATIONS = frozenset(operation for _, _, operation in _ROUTES if "ResourceRecord" in operation)
 
 
 def _route(method: str, path: str, query: Mapping[str, str]) -> tuple[str, dict[str, str]]:
@@ -918,6 +949,7 @@ class SlsEmulator:
         self.faults = Faults(seed)
         self._lock = threading.Lock()
         self._projects: dict[str, _Project] = {}
+        self._resource_records: dict[str, dict[str, dict]] = {}  # resource name -> record id -> record
         self._requests: Counter = Counter()
         self._request_ids = itertools.count(1)
         self._decoder = _LogDecoder()
@@ -1001,6 +1033,12 @@ class SlsEmulator:
                 found = getattr(target, kind)
             return copy.deepcopy(found)
 
+    def resource_records(self, resource: str) -> dict[str, dict]:
+        """Records of an account-level alert resource (e.g. sls.alert.action_webhook) by id, as GetResourceRecord
+        returns them: {"id", "tag", "value" (the JSON string as sent), "createTime", "lastModifyTime"}."""
+        with self._lock:
+            return copy.deepcopy(self._resource_records.get(resource, {}))
+
     # request handling -----------------------------------------------------------------------------
 
     def _handle(self, method: str, raw_path: str, raw_headers, body: bytes) -> _Response | None:
@@ -1033,7 +1071,7 @@ class SlsEmulator:
         if injected is not None:
             status, message = FAULT_ERRORS[injected]
             raise SlsError(status, injected, message)
-        if operation != "CreateProject":
+        if operation != "CreateProject" and operation not in _ACCOUNT_OPERATIONS:
             with self._lock:
                 self._project(request.project)
         return getattr(self, "_op_" + operation)(request, **params)
@@ -1386,6 +1424,85 @@ class SlsEmulator:
             if body is None:
                 raise self._entity_missing(_JOB, name)
             body["state"] = state
+        return _empty()
+
+    # alert resource records (account level) -----------------------------------------------------------
+
+    def _record_missing(self, resource: str, record_id: str) -> SlsError:
+        return SlsError(404, "ResourceRecordNotExist", f"record {record_id} of resource {resource} does not exist")
+
+    def _write_record(self, resource: str, record_id: str, fields: dict, exists: bool | None) -> None:
+        """Store one checked record; `exists`: it must (update), must not (create) or may (upsert) exist already.
+        A tag left out keeps the stored one. Call with self._lock held."""
+        records = self._resource_records.setdefault(resource, {})
+        previous = records.get(record_id)
+        if exists is False and previous is not None:
+            raise SlsError(400, "ResourceRecordAlreadyExist",
+                           f"record {record_id} of resource {resource} already exists")
+        if exists and previous is None:
+            raise self._record_missing(resource, record_id)
+        record = dict(previous or {"id": record_id, "tag": ""})
+        record.update({key: fields[key] for key in ("tag", "value") if key in fields})
+        records[record_id] = self._stamped(record, created=previous is None)
+
+    def _op_CreateResourceRecord(self, request: _Request, resource: str) -> _Response:
+        fields = _json_object(request.body)
+        _check_record(fields)
+        record_id = fields.get("id") or uuid.uuid4().hex  # the id is optional; the service answers the one it chose
+        with self._lock:
+            self._write_record(resource, record_id, fields, exists=False)
+        return _json_response({"id": record_id})
+
+    def _op_UpdateResourceRecord(self, request: _Request, resource: str, record_id: str) -> _Response:
+        fields = _json_object(request.body)
+        _check_record(fields)
+        if fields.get("id", record_id) != record_id:
+            raise _invalid(f"id {fields['id']} does not match the path ({record_id})")
+        with self._lock:
+            self._write_record(resource, record_id, fields, exists=True)
+        return _empty()
+
+    def _op_UpsertResourceRecord(self, request: _Request, resource: str) -> _Response:
+        records = _json_object(request.body).get("records")
+        if not isinstance(records, list) or not records:
+            raise _invalid("records must be a non-empty list")
+        for fields in records:
+            _check_record(fields)
+            if not fields.get("id"):
+                raise _invalid("every upserted record needs an id")
+        with self._lock:
+            for fields in records:
+                self._write_record(resource, fields["id"], fields, exists=None)
+        return _empty()
+
+    def _op_GetResourceRecord(self, request: _Request, resource: str, record_id: str) -> _Response:
+        with self._lock:
+            record = self._resource_records.get(resource, {}).get(record_id)
+            if record is None:
+                raise self._record_missing(resource, record_id)
+            return _json_response(record)
+
+    def _op_ListResourceRecords(self, request: _Request, resource: str) -> _Response:
+        ids = request.query["ids"].split(",") if request.query.get("ids") else None
+        tag = request.query.get("tag")
+        with self._lock:
+            records = self._resource_records.get(resource, {})
+            items = [copy.deepcopy(record) for record_id, record in sorted(records.items())
+                     if (ids is None or record_id in ids) and tag in (None, record["tag"])]
+        page = _page(items, request.query)
+        return _json_response({"count": len(page), "total": len(items), "items": page})
+
+    def _op_DeleteResourceRecord(self, request: _Request, resource: str) -> _Response:
+        ids = [record_id for record_id in request.query.get("ids", "").split(",") if record_id]
+        if not ids:
+            raise _invalid("ids names the records to delete")
+        with self._lock:
+            records = self._resource_records.get(resource, {})
+            missing = [record_id for record_id in ids if record_id not in records]
+            if missing:  # nothing is deleted when one is missing
+                raise self._record_missing(resource, missing[0])
+            for record_id in ids:
+                del records[record_id]
         return _empty()
 
 
