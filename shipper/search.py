@@ -103,8 +103,7 @@ class SlsStore:
         except Exception as e:
             raise QueryError(f"SLS refused the query on {self.project}/{self.logstores[table]}: "
                              f"{error_code(e)}") from None
-        return [dict(log.get_contents(), __topic__=log.get_topic() or "", __time__=str(log.get_time()))
-                for log in response.get_logs()]
+        return [dict(log.get_contents(), __time__=str(log.get_time())) for log in response.get_logs()]
 
     def search(self, text: str, *, table: str = events.EVENTS_TABLE, since_ms: int | None = None,
                until_ms: int | None = None, limit: int = 100) -> Rows:
