@@ -1,6 +1,7 @@
 """The lb_drain hook against the emulator: every membership found and removed exactly, before the reclaim."""
 import dataclasses
 import json
+import threading
 import time
 
 import pytest
@@ -181,3 +182,28 @@ def test_discovery_is_cached_and_refreshed(emulator):
     clock.now += 301                                          # the index is now too old, though it knows `third`
     assert run(hook, interruption(third, clock.now - 10))[-1]["outcome"] == SUCCEEDED
     assert emulator.request_counts()["DescribeLoadBalancers"] == 3
+
+
+def test_a_wave_of_interruptions_in_one_alb_group_is_removed_in_few_calls(emulator):
+    """ALB locks a group while a change applies: one call per instance would pile up behind retries."""
+    wave = [f"i-bp1wave{n:011d}" for n in range(20)]
+    emulator.add_load_balancer("lb-wave")
+    emulator.add_vserver_group("lb-wave", "rsp-wave", backends=[{"ServerId": i, "Port": 80, "Weight": 100} for i in wave])
+    emulator.add_server_group("alb", "sgp-wave", servers=[{"ServerId": i, "Port": 443, "Weight": 100} for i in wave])
+    clock = FakeTime()
+    hook = hook_for(emulator, clock, dataclasses.replace(LIVE, drain_seconds=0.0))
+    outcomes = {}
+
+    def drain(instance):
+        outcomes[instance] = run(hook, interruption(instance, clock.now))[-1]
+
+    threads = [threading.Thread(target=drain, args=(i,)) for i in wave]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert {o["outcome"] for o in outcomes.values()} == {SUCCEEDED} and len(outcomes) == 20
+    assert emulator.vserver_group_backends("rsp-wave") == []
+    assert wait_for_alb_job(emulator, "sgp-wave") == []
+    removals = [c for c in emulator.calls("RemoveServersFromServerGroup") if not c.code]
+    assert len(removals) < 10  # shared calls, not one per instance

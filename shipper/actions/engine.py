@@ -29,7 +29,7 @@ HISTORY_FIELDS = ("event_uid", "event_name", "state", "category", "event_status"
 
 class HookEngine:
     def __init__(self, hooks: list[Hook], commit: Callable[[list[dict], Callable[[bool], None]], None], *,
-                 workers: int = 8, clock: Callable[[], float] = time.monotonic):
+                 workers: int = 32, clock: Callable[[], float] = time.monotonic):
         """`commit(records, done)` writes `shipper-actions` records and calls done(committed: bool)."""
         self.hooks = list(hooks)
         self._commit = commit

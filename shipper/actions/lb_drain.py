@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
@@ -88,6 +89,60 @@ class MembershipIndex:
         return [Membership(product.lower(), group_id, b) for group_id, b in self._api.server_group_servers(product)]
 
 
+class _Waiter:
+    __slots__ = ("backends", "done", "error")
+
+    def __init__(self, backends: list[Backend]):
+        self.backends, self.done, self.error = backends, threading.Event(), None
+
+
+class GroupCalls:
+    """Changes to one group are made together: one call for every instance waiting on that group.
+
+    Spot reclaims come in waves, and ALB/NLB lock a server group while a change is applied (another
+    change gets IncorrectStatus.ServerGroup), so one call per instance would queue up behind retries.
+    The first caller for a group waits `window` seconds, then changes every waiting member in one call
+    (the client splits it at the API's per-call limit); later callers join the next call.
+    """
+
+    def __init__(self, window: float = 0.05, sleep: Callable[[float], None] = time.sleep):
+        self._window, self._sleep = window, sleep
+        self._lock = threading.Lock()
+        self._pending: dict[tuple, list[_Waiter]] = {}
+        self._leading: set[tuple] = set()
+
+    def run(self, key: tuple, backends: list[Backend], call: Callable[[list[Backend]], None]) -> None:
+        """Apply `call` to `backends` (within a shared batch for `key`); raises that batch's ApiError."""
+        waiter = _Waiter(backends)
+        with self._lock:
+            self._pending.setdefault(key, []).append(waiter)
+            lead = key not in self._leading
+            if lead:
+                self._leading.add(key)
+        if lead:
+            self._lead(key, call)
+        waiter.done.wait()
+        if waiter.error:
+            raise waiter.error
+
+    def _lead(self, key: tuple, call: Callable[[list[Backend]], None]) -> None:
+        self._sleep(self._window)
+        while True:
+            with self._lock:
+                batch = self._pending.pop(key, [])
+                if not batch:
+                    self._leading.discard(key)
+                    return
+            error = None
+            try:
+                call([b for w in batch for b in w.backends])
+            except ApiError as e:
+                error = e
+            for waiter in batch:
+                waiter.error = error
+                waiter.done.set()
+
+
 class LbDrainHook:
     name = "lb_drain"
 
@@ -98,6 +153,8 @@ class LbDrainHook:
         self._clock = clock
         self._sleep = sleep
         self._index = MembershipIndex(api, settings.discovery_cache_seconds, clock)
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="shipper-lb-drain")
+        self._group_calls = GroupCalls()  # a real 50 ms gathering window, not part of the drain timeline
 
     def wants(self, event: dict) -> bool:
         return (event.get("event_name") == guards.INTERRUPTION
@@ -159,19 +216,22 @@ class LbDrainHook:
 
     def _remove_all(self, groups: dict[tuple[str, str], list[Backend]],
                     deadline: float) -> tuple[int, float, list[str]]:
-        """(members removed, seconds before reclaim after the last removal call, error codes)."""
-        removed, errors = 0, []
-        seconds_left = deadline - self._clock()
-        for (kind, group_id), backends in groups.items():
+        """(members removed, seconds before reclaim after the last removal call, error codes).
+
+        The groups are independent, so their removals run at once: the slowest one sets the time."""
+        def remove(item) -> tuple[int, str]:
+            (kind, group_id), backends = item
             try:
                 self._remove(kind, group_id, backends)
-                removed += len(backends)
             except NotFound:
-                removed += len(backends)     # already gone: the goal is reached
+                pass                         # already gone: the goal is reached
             except ApiError as e:
-                errors.append(e.code)
-            seconds_left = deadline - self._clock()
-        return removed, seconds_left, errors
+                return 0, e.code
+            return len(backends), ""
+
+        results = list(self._pool.map(remove, groups.items()))
+        seconds_left = deadline - self._clock()
+        return sum(n for n, _ in results), seconds_left, [code for _, code in results if code]
 
     def _opt_in_reason(self, instance_id: str) -> tuple[str, str]:
         """(skip reason, error code), both "" when opted in; the tag is read only when it matters."""
@@ -192,19 +252,21 @@ class LbDrainHook:
     def _set_weight_zero(self, kind: str, group_id: str, backends: list[Backend]) -> None:
         drained = [Backend(b.server_id, b.port, 0, b.type, b.server_ip) for b in backends]
         if kind == CLB_VSERVER:
-            self._api.set_vserver_group_weights(group_id, drained)
+            call = partial(self._api.set_vserver_group_weights, group_id)
         elif kind == CLB_DEFAULT:
-            self._api.set_default_backend_weights(group_id, drained)
+            call = partial(self._api.set_default_backend_weights, group_id)
         else:
-            self._api.set_server_group_weights(_product(kind), group_id, drained)
+            call = partial(self._api.set_server_group_weights, _product(kind), group_id)
+        self._group_calls.run(("weight", kind, group_id), drained, call)
 
     def _remove(self, kind: str, group_id: str, backends: list[Backend]) -> None:
         if kind == CLB_VSERVER:
-            self._api.remove_vserver_group_backends(group_id, backends)
+            call = partial(self._api.remove_vserver_group_backends, group_id)
         elif kind == CLB_DEFAULT:
-            self._api.remove_default_backends(group_id, backends)
+            call = partial(self._api.remove_default_backends, group_id)
         else:
-            self._api.remove_server_group_servers(_product(kind), group_id, backends)
+            call = partial(self._api.remove_server_group_servers, _product(kind), group_id)
+        self._group_calls.run(("remove", kind, group_id), backends, call)
 
 
 def reclaim_time(event: dict) -> float:
