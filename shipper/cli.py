@@ -4,7 +4,9 @@ from __future__ import annotations
 import http.client
 import os
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 import urllib.parse
 from pathlib import Path
 
@@ -416,6 +418,9 @@ def _paced(stream, rate: float):
         yield item
 
 
+POST_CONNECTIONS = 16  # a push is answered after its batch commits (linger): keep many in flight
+
+
 def _post_all(messages: list, url: str, token_env: str) -> None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -424,22 +429,30 @@ def _post_all(messages: list, url: str, token_env: str) -> None:
     if not token and "token=" not in parts.query:
         raise click.ClickException(f"--to: set {token_env} to the http source's token (or pass --token-env NAME)")
     conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = conn_class(parts.hostname, parts.port, timeout=60)
     target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
     headers = {"Content-Type": "application/json", "X-Shipper-Token": token}
+    local = threading.local()
+
+    def post(event) -> int:
+        if not hasattr(local, "conn"):
+            local.conn = conn_class(parts.hostname, parts.port, timeout=60)
+        local.conn.request("POST", target, body=event.body, headers=headers)
+        response = local.conn.getresponse()
+        response.read()
+        return response.status
+
     refused: dict[int, int] = {}
     try:
-        with click.progressbar(messages, label=f"posting to {parts.scheme}://{parts.netloc}", file=sys.stderr) as bar:
-            for event in bar:
-                conn.request("POST", target, body=event.body, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                if response.status // 100 != 2:
-                    refused[response.status] = refused.get(response.status, 0) + 1
+        with ThreadPoolExecutor(POST_CONNECTIONS) as pool, \
+                click.progressbar(length=len(messages), label=f"posting to {parts.scheme}://{parts.netloc}",
+                                  file=sys.stderr) as bar:
+            for status in pool.map(post, messages):
+                bar.update(1)
+                if status // 100 != 2:
+                    refused[status] = refused.get(status, 0) + 1
     except OSError as e:
-        raise click.ClickException(f"--to {parts.scheme}://{parts.netloc}: {e.strerror or e}; is `shipper run` listening there?") from None
-    finally:
-        conn.close()
+        raise click.ClickException(f"--to {parts.scheme}://{parts.netloc}: {e.strerror or e}; "
+                                   f"is `shipper run` listening there?") from None
     sent = len(messages) - sum(refused.values())
     click.echo(f"posted {len(messages)} messages: {sent} accepted", err=True)
     if refused:
