@@ -27,6 +27,7 @@ log = logging.getLogger("shipper.sources.mns")
 SDK_VERSION = "1.3.0"
 MAX_RECEIVES = "max-receives"  # dead-letter reason for a message delivered too often
 DELETE_BATCH = 16
+EXTEND_CHECK_SECONDS = 0.5  # how often held messages are checked for a visibility extension
 
 # Error codes (reference/mns.md section 5) and what the consumer does with them.
 EMPTY_CODES = frozenset({"MessageNotExist"})
@@ -138,6 +139,7 @@ class MnsConsumer:
         self._finished: queue_mod.Queue[str] = queue_mod.Queue()
         self.visibility_timeout = 30
         self._threads: list[threading.Thread] = []
+        self._housekeeper: threading.Thread | None = None
 
     def _queue(self):
         return open_queue(self.settings, self.credentials)
@@ -167,7 +169,7 @@ class MnsConsumer:
         """After the pipeline's final flush: delete what committed, then stop the housekeeper."""
         self._stop.set()
         self._closing.set()
-        if hasattr(self, "_housekeeper"):
+        if self._housekeeper is not None:
             self._housekeeper.join(timeout)
 
     def _fatal(self, exc: Exception) -> None:
@@ -229,13 +231,16 @@ class MnsConsumer:
     def _housekeep_loop(self) -> None:
         q = self._queue()
         failures = 0
+        extended_at = 0.0
         while True:
             closing = self._closing.is_set()
             ids = self._take_finished(wait=0.05)
             try:
                 if ids:
                     self._delete(q, ids)
-                self._extend_visibility(q)
+                if self._clock() - extended_at >= EXTEND_CHECK_SECONDS:  # a scan of every held message
+                    self._extend_visibility(q)
+                    extended_at = self._clock()
                 failures = 0
             except Exception as e:
                 if classify(e) == "fatal":
