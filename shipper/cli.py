@@ -341,7 +341,8 @@ def dashboards_import(project, dry_run, root, endpoint, config_path) -> None:
     except DashboardsError as e:
         raise click.ClickException(str(e)) from None
     except Exception as e:
-        raise click.ClickException(f"sls: {project}: {error_code(e)}: {getattr(e, 'get_error_message', lambda: e)()}") from None
+        detail = e.get_error_message() if hasattr(e, "get_error_message") else ""
+        raise click.ClickException(f"sls: {project}: {error_code(e)} {detail}".rstrip()) from None
     changes = sum(1 for step in steps if step.action != "unchanged")
     click.echo(f"{'would change' if dry_run else 'changed'} {changes} of {len(steps)}", err=True)
 

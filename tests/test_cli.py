@@ -1,6 +1,5 @@
 """The CLI as an operator runs it: normalize, replay, search, lifecycle, simulate."""
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -153,7 +153,7 @@ def test_restart_and_drain_decide_act_record_and_only_then_delete(world):
 
 def test_a_stopped_message_is_not_deleted_before_the_restart_decision(world):
     mns, api, proc, tmp_path = world
-    api.set_latency(3.0, action="DescribeInstances")  # the decision takes a while
+    api.set_latency(3.0, operation="DescribeInstances")  # the decision takes a while
     mns.send_message(QUEUE, state_change(OPTED, "Stopped", "slow-stop"))
     wait_until(lambda: any(m.state == "Inactive" for m in mns.messages(QUEUE)))
     time.sleep(2.0)  # committed by now (linger 50 ms), grace passed, DescribeInstances still answering

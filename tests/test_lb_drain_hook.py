@@ -155,7 +155,7 @@ def test_without_not_before_the_reclaim_is_five_minutes_after_the_notice():
 
 def test_a_failed_removal_is_reported_with_its_code(emulator):
     two_vserver_groups_and_an_alb_group(emulator)
-    emulator.fail_next("LbStatusNotSupport", action="RemoveVServerGroupBackendServers")
+    emulator.fail_next("LbStatusNotSupport", operation="RemoveVServerGroupBackendServers")
     clock = FakeTime()
     outcome = run(hook_for(emulator, clock, dataclasses.replace(LIVE, drain_seconds=0.0)),
                   interruption(SPOT, clock.now))[-1]

@@ -9,7 +9,6 @@ import pytest
 from mns.account import Account
 from mns.mns_exception import MNSClientNetworkException, MNSServerException
 
-from shipper import events
 from shipper.config import BatchSettings, MnsSource
 from shipper.pipeline import Pipeline
 from shipper.sinks.sqlite import SqliteSink

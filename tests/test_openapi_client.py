@@ -94,7 +94,7 @@ def test_error_is_typed_and_not_retried_when_it_cannot_help(emulator):
 
 def test_throttling_is_retried_with_growing_jittered_backoff(emulator):
     emulator.add_instance(INSTANCE, status="Stopped")
-    emulator.fail_next("Throttling", action="StartInstance", times=2)   # the SDK itself never retries this action
+    emulator.fail_next("Throttling", operation="StartInstance", times=2)   # the SDK itself never retries this action
     sleeps = Sleeps()
     client(emulator.endpoint, sleeps).start_instance(INSTANCE)
     assert emulator.request_counts()["StartInstance"] == 3
@@ -107,14 +107,14 @@ def test_throttling_is_retried_with_growing_jittered_backoff(emulator):
 @pytest.mark.parametrize("code", ["ServiceUnavailable", "InternalError", "SystemBusy", "Throttling.User"])
 def test_transient_errors_are_retried_on_every_product(emulator, code):
     emulator.add_load_balancer("lb-client1", backends=[{"ServerId": INSTANCE}])
-    emulator.fail_next(code, action="RemoveBackendServers")
+    emulator.fail_next(code, operation="RemoveBackendServers")
     client(emulator.endpoint).remove_default_backends("lb-client1", [Backend(INSTANCE, 0, 100, "ecs")])
     assert emulator.backend_servers("lb-client1") == []
 
 
 def test_retries_are_bounded(emulator):
     emulator.add_instance(INSTANCE, status="Stopped")
-    emulator.fail_next("Throttling", action="DescribeInstances", times=50)
+    emulator.fail_next("Throttling", operation="DescribeInstances", times=50)
     sleeps = Sleeps()
     with pytest.raises(ApiError) as caught:
         client(emulator.endpoint, sleeps).describe_instance(INSTANCE)

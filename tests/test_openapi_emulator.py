@@ -345,13 +345,13 @@ def test_set_status_and_locks_are_visible(api):
 
 def test_throttled_describe_instances_is_retried_by_the_sdk(api):
     api.add_instance("i-a")
-    api.fail_next("Throttling", action="DescribeInstances")
+    api.fail_next("Throttling", operation="DescribeInstances")
     assert ids(call(api, ECS, "DescribeInstances", product="Ecs")) == ["i-a"]
     assert api.request_counts()["DescribeInstances"] == 2
 
 
 def test_unavailable_describe_instance_status_is_retried_by_the_sdk(api):
-    api.fail_next("ServiceUnavailable", action="DescribeInstanceStatus")
+    api.fail_next("ServiceUnavailable", operation="DescribeInstanceStatus")
     assert call(api, ECS, "DescribeInstanceStatus", product="Ecs")["TotalCount"] == 0
     assert api.request_counts()["DescribeInstanceStatus"] == 2
 
@@ -366,7 +366,7 @@ def test_unavailable_describe_instance_status_is_retried_by_the_sdk(api):
 ])
 def test_errors_the_sdk_does_not_retry(api, version, action, code, http_status, product):
     api.add_instance("i-a", status="Stopped")
-    api.fail_next(code, action=action)
+    api.fail_next(code, operation=action)
     error = server_error(api, version, action, {"InstanceId": "i-a"}, product=product)
     assert (error.get_error_code(), error.get_http_status()) == (code, http_status)
     assert api.request_counts()[action] == 1
@@ -375,7 +375,7 @@ def test_errors_the_sdk_does_not_retry(api, version, action, code, http_status, 
 
 def outcomes(seed):
     with OpenApiEmulator(credentials={KEY_ID: SECRET}, seed=seed) as api:
-        api.set_error_rates({"Throttling": 0.3, "SystemBusy": 0.2}, action="DescribeLoadBalancers")
+        api.set_error_rates({"Throttling": 0.3, "SystemBusy": 0.2}, operation="DescribeLoadBalancers")
         results = []
         for _ in range(12):
             try:
@@ -393,12 +393,12 @@ def test_error_rates_use_a_seeded_rng():
 
 
 def test_dropped_connection_and_slow_response_are_http_errors(api):
-    api.set_drop_rate(1.0, action="DescribeLoadBalancers")
+    api.set_drop_rate(1.0, operation="DescribeLoadBalancers")
     with pytest.raises(ClientException) as caught:
         call(api, SLB, "DescribeLoadBalancers")
     assert caught.value.get_error_code() == "SDK.HttpError"
     api.clear_faults()
-    api.set_latency(0.5, action="DescribeLoadBalancers")
+    api.set_latency(0.5, operation="DescribeLoadBalancers")
     slow = request(api, SLB, "DescribeLoadBalancers")
     slow.set_read_timeout(0.1)
     with pytest.raises(ClientException) as caught:

@@ -184,7 +184,7 @@ def test_dry_run_calls_nothing_mutating(emulator):
 
 def test_start_error_is_the_outcome(emulator):
     emulator.add_instance(INSTANCE, status="Stopped", tags=TAG, stopped_mode="StopCharging")
-    emulator.fail_next("OperationDenied.NoStock", action="StartInstance")
+    emulator.fail_next("OperationDenied.NoStock", operation="StartInstance")
     clock = FakeTime()
     hook = RestartHook(LIVE, openapi(emulator), clock=clock, sleep=clock.sleep)
     [record] = run(hook, state_event(INSTANCE, "Stopped", clock.now - 60))

@@ -3,7 +3,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterable, Mapping
 
 
 class EmulatorHandler(BaseHTTPRequestHandler):
@@ -106,3 +108,89 @@ class EmulatorServer(ThreadingHTTPServer):
         """A client that went away is normal here; anything else is an emulator bug worth a traceback."""
         if not isinstance(sys.exc_info()[1], OSError):
             super().handle_error(request, client_address)
+
+
+class FaultKnobs:
+    """Runtime fault knobs keyed by operation (None = every operation), one seeded RNG."""
+
+    def __init__(self, seed: int):
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self.latency: dict[str | None, float] = {}
+        self.error_rates: dict[str | None, dict[str, float]] = {}
+        self.drop_rates: dict[str | None, float] = {}
+        self.scheduled: dict[str | None, list[str]] = {}  # codes to answer, in order, one per request
+
+    def set(self, knob: dict, operation: str | None, value: object) -> None:
+        with self._lock:
+            knob[operation] = value
+
+    def schedule(self, operation: str | None, codes: list[str]) -> None:
+        with self._lock:
+            self.scheduled.setdefault(operation, []).extend(codes)
+
+    def clear(self) -> None:
+        with self._lock:
+            for knob in (self.latency, self.error_rates, self.drop_rates, self.scheduled):
+                knob.clear()
+
+    def draw(self, operation: str) -> tuple[bool, float, str | None]:
+        """(drop the connection?, seconds of latency, error code to answer instead)."""
+        with self._lock:
+            latency = self.latency.get(operation, self.latency.get(None, 0.0))
+            drop_rate = self.drop_rates.get(operation, self.drop_rates.get(None, 0.0))
+            if drop_rate and self._rng.random() < drop_rate:
+                return True, 0.0, None
+            for key in (operation, None):
+                if self.scheduled.get(key):
+                    return False, latency, self.scheduled[key].pop(0)
+            rates = self.error_rates.get(operation, self.error_rates.get(None, {}))
+            if rates:
+                draw = self._rng.random()
+                for code, rate in rates.items():
+                    draw -= rate
+                    if draw < 0:
+                        return False, latency, code
+            return False, latency, None
+
+
+class FaultControls:
+    """The fault API of an emulator: needs `_faults` (FaultKnobs), `_server` (EmulatorServer) and
+    `known_errors` (the codes it can answer). `operation` None means every operation."""
+
+    _faults: FaultKnobs
+    _server: "EmulatorServer"
+    known_errors: Mapping[str, object]
+
+    def _check_codes(self, codes: Iterable[str]) -> None:
+        unknown = set(codes) - set(self.known_errors)
+        if unknown:
+            raise ValueError(f"unknown error codes: {sorted(unknown)}")
+
+    def fail_next(self, code: str, operation: str | None = None, times: int = 1) -> None:
+        """Answer the next `times` requests of `operation` with this error code."""
+        self._check_codes([code])
+        self._faults.schedule(operation, [code] * times)
+
+    def set_error_rates(self, rates: Mapping[str, float], operation: str | None = None) -> None:
+        """Answer a fraction of requests with these error codes, e.g. {"InternalError": 0.2} (seeded RNG)."""
+        self._check_codes(rates)
+        if sum(rates.values()) > 1:
+            raise ValueError(f"error rates must sum to at most 1: {dict(rates)}")
+        self._faults.set(self._faults.error_rates, operation, dict(rates))
+
+    def set_latency(self, seconds: float, operation: str | None = None) -> None:
+        """Delay responses of `operation` by `seconds`, after the work is done."""
+        self._faults.set(self._faults.latency, operation, seconds)
+
+    def set_drop_rate(self, fraction: float, operation: str | None = None) -> None:
+        """Close the connection without answering for a fraction of requests (before any work)."""
+        self._faults.set(self._faults.drop_rates, operation, fraction)
+
+    def set_outage(self, outage: bool) -> None:
+        """Close every open connection and every new one until cleared."""
+        self._server.set_outage(outage)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+        self._server.set_outage(False)

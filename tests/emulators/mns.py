@@ -23,7 +23,6 @@ import hmac
 import itertools
 import logging
 import os
-import random
 import re
 import threading
 import time
@@ -37,7 +36,7 @@ from functools import lru_cache
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
-from tests.emulators._common import EmulatorHandler, EmulatorServer
+from tests.emulators._common import EmulatorHandler, EmulatorServer, FaultControls, FaultKnobs
 
 log = logging.getLogger(__name__)
 
@@ -450,43 +449,6 @@ def _leaves(element: ElementTree.Element) -> dict[str, str]:
 # Faults
 
 
-class _Faults:
-    """Runtime fault knobs, keyed by operation name (None = every operation); one seeded RNG."""
-
-    def __init__(self, seed: int):
-        self._lock = threading.Lock()
-        self._rng = random.Random(seed)
-        self.latency: dict[str | None, float] = {}
-        self.error_rates: dict[str | None, dict[str, float]] = {}
-        self.drop_rates: dict[str | None, float] = {}
-
-    def set(self, knob: dict, operation: str | None, value: object) -> None:
-        with self._lock:
-            knob[operation] = value
-
-    def clear(self) -> None:
-        with self._lock:
-            self.latency.clear()
-            self.error_rates.clear()
-            self.drop_rates.clear()
-
-    def draw(self, operation: str) -> tuple[bool, float, str | None]:
-        """(drop the connection?, seconds of latency, error code to answer instead)."""
-        with self._lock:
-            latency = self.latency.get(operation, self.latency.get(None, 0.0))
-            drop_rate = self.drop_rates.get(operation, self.drop_rates.get(None, 0.0))
-            if drop_rate and self._rng.random() < drop_rate:
-                return True, 0.0, None
-            rates = self.error_rates.get(operation, self.error_rates.get(None, {}))
-            if rates:
-                draw = self._rng.random()
-                for code, rate in rates.items():
-                    draw -= rate
-                    if draw < 0:
-                        return False, latency, code
-            return False, latency, None
-
-
 # ---------------------------------------------------------------------------------------------
 # The service
 
@@ -529,14 +491,16 @@ def _parse_query(query: str) -> dict[str, str]:
 Response = tuple[int, dict[str, str], bytes]
 
 
-class MnsEmulator:
+class MnsEmulator(FaultControls):
     """In-process MNS queue service. Use as a context manager, or start() / stop()."""
+
+    known_errors = ERRORS
 
     def __init__(self, credentials: Mapping[str, str], host: str = "127.0.0.1", port: int = 0, seed: int = 0):
         self._credentials = dict(credentials)
         self._queues: dict[str, _Queue] = {}
         self._queues_lock = threading.Lock()
-        self._faults = _Faults(seed)
+        self._faults = FaultKnobs(seed)
         self._stats_lock = threading.Lock()
         self._requests: Counter[str] = Counter()
         self._faults_seen: Counter[str] = Counter()
@@ -641,31 +605,6 @@ class MnsEmulator:
         """Faults injected: "dropped", "refused" (outage) and per injected error code."""
         with self._stats_lock:
             return dict(self._faults_seen)
-
-    # -- fault knobs -------------------------------------------------------------------------
-
-    def set_latency(self, seconds: float, operation: str | None = None) -> None:
-        """Delay responses of `operation` (None = all) by `seconds`, after the work is done."""
-        self._faults.set(self._faults.latency, operation, seconds)
-
-    def set_error_rates(self, rates: Mapping[str, float], operation: str | None = None) -> None:
-        """Answer a fraction of requests with these error codes, e.g. {"InternalError": 0.2}."""
-        unknown = set(rates) - set(ERRORS)
-        if unknown or sum(rates.values()) > 1:
-            raise ValueError(f"error rates need known codes summing to at most 1: {dict(rates)}")
-        self._faults.set(self._faults.error_rates, operation, dict(rates))
-
-    def set_drop_rate(self, fraction: float, operation: str | None = None) -> None:
-        """Close the connection without answering for a fraction of requests (before any work)."""
-        self._faults.set(self._faults.drop_rates, operation, fraction)
-
-    def set_outage(self, outage: bool) -> None:
-        """Close every open connection and every new one (and each request) until cleared."""
-        self._server.set_outage(outage)
-
-    def clear_faults(self) -> None:
-        self._faults.clear()
-        self._server.set_outage(False)
 
     # -- request handling --------------------------------------------------------------------
 

@@ -30,7 +30,6 @@ import hmac
 import json
 import logging
 import os
-import random
 import threading
 import time
 import uuid
@@ -42,7 +41,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote
 
 from shipper.simulate import DEFAULT_ACCOUNT_ID, FleetSimulator, SimInstance
-from tests.emulators._common import EmulatorHandler, EmulatorServer
+from tests.emulators._common import EmulatorHandler, EmulatorServer, FaultControls, FaultKnobs
 
 log = logging.getLogger(__name__)
 
@@ -398,56 +397,6 @@ def _group_server(server: Mapping[str, Any]) -> dict[str, Any]:
 # Faults
 
 
-class _Faults:
-    """Runtime fault knobs keyed by action (None = every action), one seeded RNG."""
-
-    def __init__(self, seed: int):
-        self._lock = threading.Lock()
-        self._rng = random.Random(seed)
-        self.latency: dict[str | None, float] = {}
-        self.error_rates: dict[str | None, dict[str, float]] = {}
-        self.drop_rates: dict[str | None, float] = {}
-        self.scheduled: dict[str | None, list[str]] = {}  # codes to answer, in order, one per request
-
-    def set(self, knob: dict, action: str | None, value: object) -> None:
-        with self._lock:
-            knob[action] = value
-
-    def schedule(self, action: str | None, codes: list[str]) -> None:
-        with self._lock:
-            self.scheduled.setdefault(action, []).extend(codes)
-
-    def clear(self) -> None:
-        with self._lock:
-            for knob in (self.latency, self.error_rates, self.drop_rates, self.scheduled):
-                knob.clear()
-
-    def draw(self, action: str) -> tuple[bool, float, str | None]:
-        """(drop the connection?, seconds of latency, error code to answer instead)."""
-        with self._lock:
-            latency = self.latency.get(action, self.latency.get(None, 0.0))
-            drop_rate = self.drop_rates.get(action, self.drop_rates.get(None, 0.0))
-            if drop_rate and self._rng.random() < drop_rate:
-                return True, 0.0, None
-            for key in (action, None):
-                if self.scheduled.get(key):
-                    return False, latency, self.scheduled[key].pop(0)
-            rates = self.error_rates.get(action, self.error_rates.get(None, {}))
-            if rates:
-                draw = self._rng.random()
-                for code, rate in rates.items():
-                    draw -= rate
-                    if draw < 0:
-                        return False, latency, code
-            return False, latency, None
-
-
-def _check_codes(codes: Iterable[str]) -> None:
-    unknown = set(codes) - set(ERRORS)
-    if unknown:
-        raise ValueError(f"unknown error codes: {sorted(unknown)}")
-
-
 # ---------------------------------------------------------------------------------------------
 # The service
 
@@ -455,11 +404,13 @@ def _check_codes(codes: Iterable[str]) -> None:
 Response = tuple[int, dict[str, str], bytes]
 
 
-class OpenApiEmulator:
+class OpenApiEmulator(FaultControls):
     """In-process ECS/SLB/ALB/NLB OpenAPI. Use as a context manager, or start() / stop().
 
     `clock` is the service's idea of now for Timestamp checks only; state changes use real time.
     """
+
+    known_errors = ERRORS
 
     def __init__(
         self,
@@ -487,7 +438,7 @@ class OpenApiEmulator:
         self._server_groups: dict[str, _ServerGroup] = {}
         self._timers: set[threading.Timer] = set()
         self._nonces: dict[str, float] = {}
-        self._faults = _Faults(seed)
+        self._faults = FaultKnobs(seed)
         self._calls: list[Call] = []
         self._requests: Counter[str] = Counter()
         self._server = EmulatorServer(_OpenApiHandler, host, port)
@@ -678,36 +629,6 @@ class OpenApiEmulator:
         """Requests received per Action, failed and faulted ones included (SDK retries show here)."""
         with self._lock:
             return dict(self._requests)
-
-    # -- fault knobs -------------------------------------------------------------------------
-
-    def fail_next(self, code: str, action: str | None = None, times: int = 1) -> None:
-        """Answer the next `times` requests of `action` (None = any) with this error code."""
-        _check_codes([code])
-        self._faults.schedule(action, [code] * times)
-
-    def set_error_rates(self, rates: Mapping[str, float], action: str | None = None) -> None:
-        """Answer a fraction of requests with these error codes, e.g. {"Throttling": 0.2} (seeded RNG)."""
-        _check_codes(rates)
-        if sum(rates.values()) > 1:
-            raise ValueError(f"error rates must sum to at most 1: {dict(rates)}")
-        self._faults.set(self._faults.error_rates, action, dict(rates))
-
-    def set_latency(self, seconds: float, action: str | None = None) -> None:
-        """Delay responses of `action` (None = all) by `seconds`, after the work is done."""
-        self._faults.set(self._faults.latency, action, seconds)
-
-    def set_drop_rate(self, fraction: float, action: str | None = None) -> None:
-        """Close the connection without answering for a fraction of requests (before any work)."""
-        self._faults.set(self._faults.drop_rates, action, fraction)
-
-    def set_outage(self, outage: bool) -> None:
-        """Close every open connection and every new one until cleared."""
-        self._server.set_outage(outage)
-
-    def clear_faults(self) -> None:
-        self._faults.clear()
-        self._server.set_outage(False)
 
     # -- request handling --------------------------------------------------------------------
 
