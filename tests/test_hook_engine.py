@@ -8,6 +8,7 @@ from shipper.actions import ACTED, SKIPPED, action_record
 from shipper.actions.engine import HookEngine
 from shipper.config import BatchSettings
 from shipper.pipeline import Message, Pipeline, Status
+from tests.waiting import wait_until as wait_for
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
@@ -66,13 +67,6 @@ def make(hook, **batch):
 def stopped(uid: str, instance: str = "i-bp1f3kq7z2m9w4x6c8v0") -> bytes:
     body = (FIXTURES / "a_statechange_stopped.json").read_text()
     return body.replace("i-bp1f3kq7z2m9w4x6c8v0", instance).replace('"id": "', f'"id": "{uid}-', 1).encode()
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 def test_mns_style_message_is_acknowledged_only_after_the_decision_is_recorded():

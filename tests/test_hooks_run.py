@@ -11,6 +11,7 @@ import pytest
 
 from tests.emulators.mns import MnsEmulator
 from tests.emulators.openapi import OpenApiEmulator
+from tests.waiting import wait_until
 
 KEY_ID, SECRET = "LTAIhooksKEY0003", "hooks-secret-Mn4Bv6Cx8Z"
 QUEUE = "ecs-cms-event"
@@ -102,13 +103,6 @@ def actions(tmp_path) -> list[dict]:
         return []
     finally:
         conn.close()
-
-
-def wait_until(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_restart_and_drain_decide_act_record_and_only_then_delete(world):

@@ -4,12 +4,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
 from shipper.simulate import FleetSimulator
 from tests.emulators.mns import MnsEmulator
+from tests.waiting import wait_until
 
 KEY_ID = "LTAIrunKEY0002"
 SECRET = "run-secret-Pq7Wm3Zk1Lx5"
@@ -63,13 +63,6 @@ def stored(tmp_path) -> list[str]:
         return []
     finally:
         conn.close()
-
-
-def wait_until(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_sigkill_mid_batch_loses_nothing_and_stores_each_event_once(mns, tmp_path):

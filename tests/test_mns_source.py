@@ -16,6 +16,7 @@ from shipper.credentials import Credentials, MissingCredentials
 from shipper.sources.mns import MnsConsumer, MnsFatal, classify
 from shipper.simulate import FleetSimulator
 from tests.emulators.mns import MnsEmulator
+from tests.waiting import wait_until
 
 KEY_ID = "LTAItestKEY0001"
 SECRET = "mns-secret-Zx9Qw8Er7Ty6"
@@ -81,13 +82,6 @@ def stop_consumer(consumer, pipeline):
 def stored_uids(db) -> list[str]:
     conn = sqlite3.connect(db)
     return [r[0] for r in conn.execute('SELECT event_uid FROM "ecs-events"')]
-
-
-def wait_until(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_every_message_committed_once_and_deleted(mns, tmp_path):

@@ -19,6 +19,7 @@ from shipper.normalize import events_from_bytes
 from shipper.simulate import FleetSimulator
 from tests.emulators.mns import MnsEmulator
 from tests.emulators.openapi import OpenApiEmulator, percent_encode, signature, string_to_sign
+from tests.waiting import wait_until
 
 KEY_ID = "LTAIexampleKEY01"
 SECRET = "exampleSecret0123456789"
@@ -76,13 +77,6 @@ def server_error(api, version, action, params=None, *, client=None, **kwargs) ->
     with pytest.raises(ServerException) as caught:
         call(api, version, action, params, client=client, **kwargs)
     return caught.value
-
-
-def wait_until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def raw_post(api, target):

@@ -9,6 +9,7 @@ import pytest
 from shipper import events
 from shipper.config import BatchSettings
 from shipper.pipeline import Message, Pipeline, Status
+from tests.waiting import wait_until as wait_for
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
@@ -50,14 +51,6 @@ def collect():
         with lock:
             results.append(result)
     return results, on_done
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
 
 
 def test_acknowledged_only_after_the_batch_is_written():

@@ -7,10 +7,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "run-test-token-5d4c3b2a"
@@ -26,13 +26,6 @@ def count(db: Path, table: str, where: str = "1") -> int:
         return 0
     finally:
         conn.close()
-
-
-def wait_until(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 @pytest.fixture
