@@ -80,9 +80,12 @@ def test_demo_fleet_lands_pushes_land_and_sigterm_stops_cleanly(running, fixture
     assert count(running.db, "ecs-events") == demo + posted  # 200 means committed: no waiting needed
 
     bad = [b"not json at all", b'{"ver": "1.0", "name": "Instance:StateChange", "content": {', b"\xff\xfe\xfd",
-           b'{"name": 1, "content": []}', b"[1,2]", (fixtures_dir / "bad_json_not_event.json").read_bytes()]
+           b'{"name": 1, "content": []}', b"[1,2]", (fixtures_dir / "bad_json_not_event.json").read_bytes(),
+           b'{"name": "Instance:StateChange", "content": {"x": "' + b"y" * (2 << 20) + b'"}}']  # over 1 MiB
     assert [post(running.port, body) for body in bad] == [400] * len(bad)
     assert count(running.db, "shipper-deadletter") == len(bad)
+    assert count(running.db, "shipper-deadletter", "reason = 'too-large'") == 1
+    assert count(running.db, "shipper-deadletter", "reason = 'bad-encoding'") == 1
     assert post(running.port, (fixtures_dir / "a_statechange_pending.json").read_bytes()) == 200  # still running
 
     running.send_signal(signal.SIGTERM)
