@@ -24,12 +24,33 @@ def check(config: Config) -> list[Finding]:
             findings += _check_http(source)
         elif isinstance(source, MnsSource):
             findings.append(_check_mns(source))
+    if config.hooks.restart.enabled or config.hooks.lb_drain.enabled:
+        findings.append(_check_openapi(config))
     for sink in config.sinks:
         if isinstance(sink, SqliteSink):
             findings.append(_check_sqlite(sink))
         elif isinstance(sink, SlsSink):
             findings += _check_sls(sink)
     return findings
+
+
+def _check_openapi(config: Config) -> Finding:
+    from shipper.actions.openapi import ApiError, OpenApi
+    from shipper.credentials import Credentials, MissingCredentials
+
+    try:
+        credentials = Credentials.from_env()
+        count = OpenApi(config.openapi, credentials).count_instances()
+    except MissingCredentials as e:
+        return Finding("FAIL", f"hooks: {e}")
+    except ApiError as e:
+        return Finding("FAIL", f"hooks: ECS in {config.openapi.region} refused DescribeInstances for access key "
+                               f"{credentials.access_key_id} ({e.code}); check [openapi] and the key's ECS permissions")
+    modes = ", ".join(f"{name} {'dry-run' if hook.dry_run else 'LIVE'}"
+                      for name, hook in (("restart", config.hooks.restart), ("lb_drain", config.hooks.lb_drain))
+                      if hook.enabled)
+    return Finding("ok", f"hooks ({modes}): ECS in {config.openapi.region} reachable as "
+                         f"{credentials.access_key_id} ({count} instances)")
 
 
 def _check_sls(sink: SlsSink) -> list[Finding]:

@@ -156,3 +156,18 @@ def test_a_stopped_message_is_not_deleted_before_the_restart_decision(world):
     assert actions(tmp_path)[0]["decision"] == "acted"
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
+
+
+def test_check_reaches_the_openapi_service_when_hooks_are_on(world):
+    mns, api, proc, tmp_path = world
+    proc.kill()
+    proc.communicate()
+    env = dict(os.environ, ALIBABA_CLOUD_ACCESS_KEY_ID=KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET=SECRET)
+    good = subprocess.run([sys.executable, "-m", "shipper", "check"], cwd=tmp_path, env=env, capture_output=True)
+    assert good.returncode == 0, good.stdout
+    assert b"ok   hooks (restart LIVE, lb_drain LIVE): ECS in cn-hangzhou reachable as LTAIhooksKEY0003 (4 instances)" in good.stdout
+    bad = subprocess.run([sys.executable, "-m", "shipper", "check"], cwd=tmp_path,
+                         env=dict(env, ALIBABA_CLOUD_ACCESS_KEY_SECRET="wrong-one-123"), capture_output=True)
+    assert bad.returncode == 1
+    assert b"FAIL hooks: ECS in cn-hangzhou refused DescribeInstances" in bad.stdout
+    assert b"wrong-one-123" not in bad.stdout + bad.stderr

@@ -146,6 +146,11 @@ class OpenApi:
                 self._on_instance(instance)
         return found
 
+    def count_instances(self) -> int:
+        """How many instances the region holds: one cheap signed call (`shipper check` uses it)."""
+        body = self._call(ECS, "DescribeInstances", {"PageSize": "1"})
+        return int(body.get("TotalCount", 0))
+
     def describe_instance(self, instance_id: str) -> Instance:
         instance = self.describe_instances([instance_id]).get(instance_id)
         if instance is None:
