@@ -154,7 +154,25 @@ class FaultKnobs:
             return False, latency, None
 
 
-class FaultControls:
+class ServiceLifecycle:
+    """`with Emulator(...) as e:` for any emulator with start() (returning self) and stop()."""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def serve_until_interrupted() -> None:
+    """Block a command-line emulator until Ctrl-C."""
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+
+
+class FaultControls(ServiceLifecycle):
     """The fault API of an emulator: needs `_faults` (FaultKnobs), `_server` (EmulatorServer) and
     `known_errors` (the codes it can answer). `operation` None means every operation."""
 

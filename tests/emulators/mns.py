@@ -36,7 +36,7 @@ from functools import lru_cache
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
-from tests.emulators._common import EmulatorHandler, EmulatorServer, FaultControls, FaultKnobs
+from tests.emulators._common import EmulatorHandler, EmulatorServer, FaultControls, FaultKnobs, serve_until_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -539,12 +539,6 @@ class MnsEmulator(FaultControls):
             with queue.changed:
                 queue.close()
 
-    def __enter__(self) -> MnsEmulator:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     # -- helpers for tests (no HTTP) ---------------------------------------------------------
 
     def create_queue(
@@ -903,10 +897,7 @@ def main(argv: list[str] | None = None) -> None:
         emulator.create_queue(name, visibility_timeout=args.visibility_timeout)
     with emulator:
         print(emulator.endpoint, flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
+        serve_until_interrupted()
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote
 
 from shipper.simulate import DEFAULT_ACCOUNT_ID, FleetSimulator, SimInstance
-from tests.emulators._common import EmulatorHandler, EmulatorServer, FaultControls, FaultKnobs
+from tests.emulators._common import EmulatorHandler, EmulatorServer, FaultControls, FaultKnobs, serve_until_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -476,12 +476,6 @@ class OpenApiEmulator(FaultControls):
         for timer in timers:
             timer.cancel()
         self._server.stop()
-
-    def __enter__(self) -> OpenApiEmulator:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # -- seeding and reading state (no HTTP) -------------------------------------------------
 
@@ -1172,10 +1166,7 @@ def main(argv: list[str] | None = None) -> None:
         emulator.add_sim_fleet(FleetSimulator(instances=args.fleet, seed=args.seed, start_ms=0).fleet)
     with emulator:
         print(emulator.endpoint, flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
+        serve_until_interrupted()
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import lz4.block
 
-from ._common import EmulatorHandler, EmulatorServer
+from ._common import EmulatorHandler, EmulatorServer, ServiceLifecycle, serve_until_interrupted
 from .protobuf_wire import EncodingError, WireError, decode_log_group
 
 # --------------------------------------------------------------------------------------------------
@@ -925,7 +925,7 @@ def project_from_host(host: str, endpoint_hosts: tuple[str, ...]) -> str:
 # The service
 
 
-class SlsEmulator:
+class SlsEmulator(ServiceLifecycle):
     """Threaded HTTP/1.1 SLS endpoint bound to 127.0.0.1; see the module docstring."""
 
     def __init__(
@@ -968,12 +968,6 @@ class SlsEmulator:
         if self._server is not None:
             self._server.stop()
             self._server = None
-
-    def __enter__(self) -> SlsEmulator:
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:
@@ -1559,10 +1553,7 @@ def main(argv: list[str] | None = None) -> None:
         for project in args.project:
             sls.create_project(project)
         print(f"SLS emulator listening on {sls.endpoint}", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
+        serve_until_interrupted()
 
 
 if __name__ == "__main__":
