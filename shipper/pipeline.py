@@ -3,7 +3,9 @@
 A source hands over a Message with an `on_done` callback and acts on the Result: an MNS message is
 deleted, an HTTP push answered 2xx, only once every record made from it is committed to every sink.
 Input that cannot be decoded becomes a dead-letter record, committed the same way, so it is never lost.
-Records are batched per table by count, bytes and linger; at most `max_inflight_events` records are
+Records are batched per table by count and bytes, with group commit: a batch is written as soon as the
+sinks are free, and what arrives during a write forms the next one, so low load gets low latency and high
+load gets big batches. At most `max_inflight_events` records are
 buffered, and `submit` blocks (the receiver waits) while the buffer is full, so a sink outage leaves the
 backlog at the source, not in memory.
 """
@@ -191,19 +193,11 @@ class Pipeline:
 
     # -- flushing -----------------------------------------------------------------------------------
 
-    def _ready_table(self, now: float) -> tuple[str | None, float | None]:
-        """The table to flush now, else how long until one is due."""
-        wait = None
-        linger = self.batch.linger_ms / 1000
-        for table, buf in self._buffers.items():
-            if not buf.items:
-                continue
-            if (self._closing or len(buf.items) >= self.batch.max_events or buf.size >= self.batch.max_bytes
-                    or now - buf.oldest >= linger):
-                return table, None
-            due = buf.oldest + linger - now
-            wait = due if wait is None else min(wait, due)
-        return None, wait
+    def _ready_table(self) -> str | None:
+        """The table whose oldest record has waited longest: the flusher is free, so it is written now
+        (group commit: what arrives during a write forms the next batch, nothing waits for company)."""
+        ready = [(buf.oldest, table) for table, buf in self._buffers.items() if buf.items]
+        return min(ready)[1] if ready else None
 
     def _take(self, table: str) -> list[tuple]:
         buf = self._buffers[table]
@@ -223,10 +217,10 @@ class Pipeline:
         while True:
             with self._cond:
                 while True:
-                    table, wait = self._ready_table(self._clock())
+                    table = self._ready_table()
                     if table or (self._closing and not self._inflight):
                         break
-                    self._cond.wait(timeout=wait)
+                    self._cond.wait()
                 if table is None:
                     return
                 batch = self._take(table)

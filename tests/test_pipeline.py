@@ -65,17 +65,27 @@ def test_acknowledged_only_after_the_batch_is_written():
     sink.gate.set()
     wait_for(lambda: len(results) == 2)
     assert {r.status for r in results} == {Status.COMMITTED}
-    assert len(sink.batches) == 1 and len(sink.batches[0][1]) == 2
+    assert sum(len(b) for _, b in sink.batches) == 2
     assert pipeline.close(5) and sink.closed
 
 
-def test_batches_cut_by_count_and_by_linger():
+def test_group_commit_writes_at_once_when_idle_and_gathers_during_a_write():
     sink = RecordingSink()
-    pipeline = Pipeline([sink], BatchSettings(max_events=3, linger_ms=150)).start()
-    for n in range(7):
+    pipeline = Pipeline([sink], BatchSettings(max_events=3, linger_ms=10_000)).start()
+    results, on_done = collect()
+    started = time.monotonic()
+    pipeline.submit(Message(event_body(0), "test", on_done=on_done))
+    wait_for(lambda: results)
+    assert time.monotonic() - started < 5  # not held back by linger_ms: the sink was free
+    sink.gate.clear()  # the next write blocks; what arrives meanwhile gathers, cut by count
+    for n in range(1, 8):
         pipeline.submit(Message(event_body(n), "test"))
-    wait_for(lambda: sum(len(b) for _, b in sink.batches) == 7)
-    assert [len(b) for _, b in sink.batches] == [3, 3, 1]  # the last one waited for linger
+    wait_for(lambda: len(sink.batches) == 1 and pipeline.inflight == 7)
+    time.sleep(0.1)
+    sink.gate.set()
+    wait_for(lambda: sum(len(b) for _, b in sink.batches) == 8)
+    sizes = [len(b) for _, b in sink.batches]
+    assert sizes[0] == 1 and max(sizes) == 3 and len(sizes) <= 5  # alone when idle, then gathered, cut by count
     pipeline.close(5)
 
 

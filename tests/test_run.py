@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,19 @@ def count(db: Path, table: str, where: str = "1") -> int:
         return 0
     finally:
         conn.close()
+
+
+def settled_count(db: Path, table: str, quiet_seconds: float = 1.5) -> int:
+    """The row count once it has not changed for `quiet_seconds`."""
+    last = [count(db, table), time.monotonic()]
+
+    def settled() -> bool:
+        now = count(db, table)
+        if now != last[0]:
+            last[:] = [now, time.monotonic()]
+        return time.monotonic() - last[1] >= quiet_seconds
+    wait_until(settled)
+    return last[0]
 
 
 @pytest.fixture
@@ -62,7 +76,7 @@ def post(port, body, token=TOKEN):
 
 def test_demo_fleet_lands_pushes_land_and_sigterm_stops_cleanly(running, fixtures_dir):
     wait_until(lambda: count(running.db, "ecs-events") >= 60)  # 20 instances' history
-    demo = count(running.db, "ecs-events")
+    demo = settled_count(running.db, "ecs-events")  # the demo is paced: wait until all of it landed
 
     search = subprocess.run([sys.executable, "-m", "shipper", "search", "state: Running", "--json"],
                             cwd=running.cwd, capture_output=True, timeout=60)

@@ -2,13 +2,22 @@
 
 Several receivers long-poll batches of up to 16 messages, each on its own `Account` (the SDK keeps one
 connection per Account and is not thread-safe). Bodies are received with encoding off and decoded by
-shipper (raw JSON or strict base64 JSON). One housekeeper thread owns every other queue call: it deletes
-a message (BatchDeleteMessage, newest receipt handle) only after the pipeline reports it committed or
-dead-lettered, and extends the visibility of messages whose work outlives it. A message received more
-than `max_receives` times is dead-lettered, then deleted, so a poison message never blocks the queue.
+shipper (raw JSON or strict base64 JSON). A message is deleted (BatchDeleteMessage, newest receipt
+handle) as soon as the pipeline reports it committed or dead-lettered, by a pool of delete workers, so
+deletes keep pace with commits whatever the network latency.
+
+The consumer never holds more messages than it can keep invisible: at most `HELD_LIMIT` messages are
+between receipt and delete, and receiving stops while the sinks are failing. A message the sinks refused
+is kept and retried (at most `RETRY_HOLD` of them); the others go back to the queue untouched, so a sink
+outage leaves the backlog on the queue, not in memory, and no valid message runs up its receive count.
+Visibility is extended only for a message whose work outlives its visibility timeout. A message received
+again (its visibility lapsed) is recognised by its id: it is never committed twice, and a committed one
+is deleted with its newest handle. A message received more than `max_receives` times is dead-lettered,
+then deleted, so a poison message never blocks the queue.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import queue as queue_mod
 import random
@@ -16,6 +25,8 @@ import socket
 import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 from shipper.config import MnsSource
 from shipper.credentials import Credentials
@@ -26,8 +37,15 @@ log = logging.getLogger("shipper.sources.mns")
 
 SDK_VERSION = "1.3.0"
 MAX_RECEIVES = "max-receives"  # dead-letter reason for a message delivered too often
-DELETE_BATCH = 16
-EXTEND_CHECK_SECONDS = 0.5  # how often held messages are checked for a visibility extension
+DELETE_BATCH = 16              # BatchDeleteMessage takes at most 16 handles (mns.md section 4)
+DELETE_WORKERS = 8             # concurrent deletes: at 10 ms a round trip one worker deletes ~1,600 messages/s
+EXTEND_WORKERS = 4             # concurrent ChangeMessageVisibility calls (MNS has no batch form)
+HELD_LIMIT = 2048              # messages received and not yet deleted, per consumer
+RETRY_HOLD = 64                # messages the sinks refused that are kept and retried; the rest go back
+RETRY_SECONDS = 1.0            # between retries of a refused message (the pipeline backs off too)
+EXTEND_CHECK_SECONDS = 0.25    # how often held messages are checked for a visibility extension
+MIN_EXTENSION_SECONDS = 30     # an extension buys at least this long (VisibilityTimeout 1-43200 s)
+LAPSED_MEMORY = 100_000        # ids of committed messages whose delete came too late, kept to delete them
 
 # Error codes (reference/mns.md section 5) and what the consumer does with them.
 EMPTY_CODES = frozenset({"MessageNotExist"})
@@ -35,6 +53,7 @@ FATAL_QUEUE_CODES = frozenset({"QueueNotExist", "InvalidQueueName", "QueueNameLe
 FATAL_AUTH_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
                               "MissingAuthorizationHeader", "InvalidAuthorizationHeader", "TimeExpired"})
 FATAL_CLIENT_CODES = frozenset({"InvalidHost"})
+STALE_HANDLE_CODES = frozenset({"MessageNotExist", "ReceiptHandleError"})
 
 
 class MnsFatal(SourceError):
@@ -82,11 +101,14 @@ def backoff_seconds(attempt: int, base: float = 0.2, cap: float = 30.0) -> float
 
 
 def open_queue(settings: MnsSource, credentials: Credentials):
-    """A Queue on its own Account: the SDK keeps one connection per Account and is not thread-safe."""
+    """A Queue on its own Account and client: the SDK keeps one connection per client, not thread-safe."""
     from mns.account import Account
+
+    from shipper.sources.mns_etree import EtreeMnsClient
 
     account = Account(settings.endpoint, credentials.access_key_id, credentials.access_key_secret,
                       credentials.security_token)
+    account.mns_client = EtreeMnsClient(settings.endpoint, credentials_provider=account.credentials_provider)
     q = account.get_queue(settings.queue)
     q.set_encoding(False)  # bodies are decoded by shipper: raw JSON or strict base64 (mns.md section 8)
     return q
@@ -115,12 +137,15 @@ def check_queue(settings: MnsSource, credentials: Credentials) -> dict:
 
 
 class _Held:
-    """A received message not yet deleted: its newest receipt handle and when it becomes visible again."""
+    """A received message not yet deleted: its newest receipt handle, when it becomes visible again, how
+    to hand it to the pipeline again, and where its delivery stands."""
 
-    __slots__ = ("handle", "visible_at", "done")
+    __slots__ = ("handle", "visible_at", "deliver", "committed", "retry_at")
 
-    def __init__(self, handle: str, visible_at: float):
-        self.handle, self.visible_at, self.done = handle, visible_at, False
+    def __init__(self, handle: str, visible_at: float, deliver: Callable[[], None] | None, committed: bool = False):
+        self.handle, self.visible_at, self.deliver = handle, visible_at, deliver
+        self.committed = committed
+        self.retry_at: float | None = None  # set while the sinks refuse it and it waits to be retried
 
 
 class MnsConsumer:
@@ -134,12 +159,17 @@ class MnsConsumer:
         self._clock = clock
         self._stop = threading.Event()
         self._closing = threading.Event()
+        self._lock = threading.Condition()
         self._held: dict[str, _Held] = {}
-        self._lock = threading.Lock()
+        self._retrying = 0           # held messages the sinks refused, waiting to be retried
+        self._sinks_failing = False  # the last result was FAILED: receive nothing new until a retry commits
+        self._lapsed: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._finished: queue_mod.Queue[str] = queue_mod.Queue()
         self.visibility_timeout = 30
         self._threads: list[threading.Thread] = []
-        self._housekeeper: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
+        self._extend_pool: ThreadPoolExecutor | None = None
+        self._extend_queues = threading.local()
 
     def _queue(self):
         return open_queue(self.settings, self.credentials)
@@ -151,10 +181,13 @@ class MnsConsumer:
             # The SDK opens HTTPS connections without a timeout (mns.md section 1); bound every socket.
             socket.setdefaulttimeout(self.settings.wait_seconds + 30)
         self.visibility_timeout = max(int(check_queue(self.settings, self.credentials)["visibility_timeout"]), 1)
+        self._extend_pool = ThreadPoolExecutor(EXTEND_WORKERS, thread_name_prefix="shipper-mns-extend")
         for n in range(self.settings.receivers):
             self._threads.append(threading.Thread(target=self._receive_loop, name=f"shipper-mns-recv-{n}", daemon=True))
-        self._housekeeper = threading.Thread(target=self._housekeep_loop, name="shipper-mns-housekeeper", daemon=True)
-        for thread in self._threads + [self._housekeeper]:
+        for n in range(DELETE_WORKERS):
+            self._workers.append(threading.Thread(target=self._delete_loop, name=f"shipper-mns-delete-{n}", daemon=True))
+        self._workers.append(threading.Thread(target=self._keeper_loop, name="shipper-mns-keeper", daemon=True))
+        for thread in self._threads + self._workers:
             thread.start()
         log.info("mns source: %d receivers on queue %s at %s (visibility %d s, max_receives %d)",
                  self.settings.receivers, self.settings.queue, self.settings.endpoint, self.visibility_timeout,
@@ -164,18 +197,23 @@ class MnsConsumer:
     def stop(self) -> None:
         """Stop receiving; messages already received still get deleted once committed."""
         self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
 
     def close(self, timeout: float = 10.0) -> None:
-        """After the pipeline's final flush: delete what committed, then stop the housekeeper."""
-        self._stop.set()
+        """After the pipeline's final flush: delete what committed, then stop the workers."""
+        self.stop()
         self._closing.set()
-        if self._housekeeper is not None:
-            self._housekeeper.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._workers:
+            thread.join(max(deadline - time.monotonic(), 0))
+        if self._extend_pool is not None:
+            self._extend_pool.shutdown(wait=False, cancel_futures=True)
 
     def _fatal(self, exc: Exception) -> None:
         message = fatal_message(exc, self.settings, self.credentials.access_key_id)
         if not self._stop.is_set():
-            self._stop.set()
+            self.stop()
             log.error("%s", message)
             self.on_fatal(message)
 
@@ -185,6 +223,9 @@ class MnsConsumer:
         q = self._queue()
         failures = 0
         while not self._stop.is_set():
+            self._retry_due()
+            if not self._room_to_receive():
+                continue
             try:
                 messages = q.batch_receive_message(self.settings.batch_size, self.settings.wait_seconds)
             except Exception as e:
@@ -206,52 +247,97 @@ class MnsConsumer:
             for m in messages:
                 self._hand_over(m)
 
+    def _room_to_receive(self) -> bool:
+        """Wait (briefly) until a full batch fits under HELD_LIMIT and the sinks are not failing."""
+        with self._lock:
+            if self._sinks_failing or len(self._held) + self.settings.batch_size > HELD_LIMIT:
+                self._lock.wait(EXTEND_CHECK_SECONDS)
+                return False
+        return True
+
     def _hand_over(self, m) -> None:
         visible_at = self._clock() + max(m.next_visible_time / 1000 - time.time(), 0)
+        mid = m.message_id
         with self._lock:
-            self._held[m.message_id] = _Held(m.receipt_handle, visible_at)
+            held = self._held.get(mid)
+            if held is not None:  # its visibility lapsed while we held it: keep one copy, the newest handle
+                held.handle, held.visible_at = m.receipt_handle, visible_at
+                if held.committed:
+                    self._finished.put(mid)
+                return
+            if mid in self._lapsed:  # committed already; its delete came too late: delete it now
+                del self._lapsed[mid]
+                self._held[mid] = _Held(m.receipt_handle, visible_at, None, committed=True)
+                self._finished.put(mid)
+                return
+            held = self._held[mid] = _Held(m.receipt_handle, visible_at, None)
         body = m.message_body.encode("utf-8") if isinstance(m.message_body, str) else m.message_body
-        message = Message(body=body, source=self.source_name, message_id=m.message_id, ack_after_hooks=True,
-                          on_done=lambda result, mid=m.message_id: self._on_done(mid, result))
+        message = Message(body=body, source=self.source_name, message_id=mid, ack_after_hooks=True,
+                          on_done=lambda result: self._on_done(mid, result))
         if m.dequeue_count > self.settings.max_receives:
-            self.pipeline.reject(message, MAX_RECEIVES,
-                                 f"received {m.dequeue_count} times (max_receives {self.settings.max_receives})")
+            error = f"received {m.dequeue_count} times (max_receives {self.settings.max_receives})"
+            held.deliver = lambda: self.pipeline.reject(message, MAX_RECEIVES, error)
         else:
-            self.pipeline.submit(message)
+            held.deliver = lambda: self.pipeline.submit(message)
+        held.deliver()
 
     def _on_done(self, message_id: str, result: Result) -> None:
-        if result.status is Status.FAILED:
-            with self._lock:  # not committed: let it become visible again and be redelivered
-                self._held.pop(message_id, None)
-            return
-        self._finished.put(message_id)
+        with self._lock:
+            held = self._held.get(message_id)
+            if held is None:
+                return
+            if result.status is not Status.FAILED:
+                held.committed = True
+                self._sinks_failing = False
+                if held.retry_at is not None:
+                    held.retry_at = None
+                    self._retrying -= 1
+                self._finished.put(message_id)
+            elif held.retry_at is not None:  # a retry failed again
+                held.retry_at = self._clock() + RETRY_SECONDS
+            elif self._retrying < RETRY_HOLD and not self._stop.is_set():
+                self._sinks_failing = True
+                held.retry_at = self._clock() + RETRY_SECONDS
+                self._retrying += 1
+            else:  # not committed: back to the queue, visible again when its visibility timeout ends
+                self._sinks_failing = True
+                del self._held[message_id]
+            self._lock.notify_all()
 
-    # -- deleting and extending -----------------------------------------------------------------------
+    def _retry_due(self) -> None:
+        """Hand the refused messages whose wait is over to the pipeline again."""
+        now = self._clock()
+        with self._lock:
+            if not self._retrying:
+                return
+            due = [h for h in self._held.values() if h.retry_at is not None and h.retry_at <= now]
+            for held in due:
+                held.retry_at = now + 3600  # in the pipeline again; its result sets the next step
+        for held in due:
+            held.deliver()
 
-    def _housekeep_loop(self) -> None:
+    # -- deleting -------------------------------------------------------------------------------------
+
+    def _delete_loop(self) -> None:
         q = self._queue()
         failures = 0
-        extended_at = 0.0
         while True:
-            closing = self._closing.is_set()
-            ids = self._take_finished(wait=0.05)
+            ids = self._take_finished(wait=0.1)
+            if not ids:
+                if self._closing.is_set():
+                    return
+                continue
             try:
-                if ids:
-                    self._delete(q, ids)
-                if self._clock() - extended_at >= EXTEND_CHECK_SECONDS:  # a scan of every held message
-                    self._extend_visibility(q)
-                    extended_at = self._clock()
+                self._delete(q, ids)
                 failures = 0
             except Exception as e:
                 if classify(e) == "fatal":
                     self._fatal(e)
                 failures += 1
                 delay = backoff_seconds(failures, cap=5.0)
-                log.warning("mns source: delete/extend failed (%s); retrying in %.1f s", error_code(e), delay)
+                log.warning("mns source: delete failed (%s); retrying in %.1f s", error_code(e), delay)
                 time.sleep(delay)
                 q = self._queue()
-            if closing and self._finished.empty():
-                return
 
     def _take_finished(self, wait: float) -> list[str]:
         ids = []
@@ -268,41 +354,75 @@ class MnsConsumer:
         from mns.mns_exception import MNSServerException
 
         with self._lock:
-            held = {mid: self._held[mid] for mid in ids if mid in self._held}
-            for h in held.values():
-                h.done = True
-        if not held:
+            handles = {self._held[mid].handle: mid for mid in set(ids) if mid in self._held}
+        if not handles:
             return
+        refused: dict[str, str] = {}
         try:
-            q.batch_delete_message([h.handle for h in held.values()])
+            q.batch_delete_message(list(handles))
         except MNSServerException as e:
             if not e.sub_errors:  # the whole call failed: try these again
-                for mid in held:
+                for mid in handles.values():
                     self._finished.put(mid)
                 raise
-            for sub in e.sub_errors:  # MessageNotExist: redelivered to someone else already; it will be
-                log.debug("mns source: delete of one message refused: %s", sub.get("ErrorCode", ""))  # committed again
+            refused = {sub.get("ReceiptHandle", ""): sub.get("ErrorCode", "") for sub in e.sub_errors}
         with self._lock:
-            for mid in held:
-                self._held.pop(mid, None)
-        log.debug("mns source: deleted %d committed messages", len(held))
+            for handle, mid in handles.items():
+                held = self._held.get(mid)
+                if held is None:
+                    continue
+                if handle not in refused:
+                    del self._held[mid]
+                elif held.handle != handle:  # received again meanwhile: delete with the newer handle
+                    self._finished.put(mid)
+                elif refused[handle] in STALE_HANDLE_CODES:  # visible again: delete it when it comes back
+                    del self._held[mid]
+                    self._remember_lapsed(mid)
+                else:
+                    self._finished.put(mid)
+            self._lock.notify_all()
+        log.debug("mns source: deleted %d committed messages (%d refused)", len(handles) - len(refused), len(refused))
 
-    def _extend_visibility(self, q) -> None:
-        margin = max(self.visibility_timeout / 3, 2.0)
+    def _remember_lapsed(self, mid: str) -> None:
+        self._lapsed[mid] = None
+        while len(self._lapsed) > LAPSED_MEMORY:
+            self._lapsed.popitem(last=False)
+
+    # -- visibility -----------------------------------------------------------------------------------
+
+    def _keeper_loop(self) -> None:
+        while not self._closing.is_set():
+            try:
+                self._extend_due()
+            except Exception as e:  # one failed round must not end extensions for good
+                log.warning("mns source: visibility extension failed (%s)", error_code(e))
+            self._closing.wait(EXTEND_CHECK_SECONDS)
+
+    def _extend_due(self) -> None:
+        """Extend, in parallel, every uncommitted message whose visibility ends within the margin."""
+        margin = max(self.visibility_timeout / 3, 1.0)
         now = self._clock()
         with self._lock:
-            due = [(mid, h.handle) for mid, h in self._held.items() if not h.done and h.visible_at - now < margin]
-        for mid, handle in due:
-            extension = max(self.visibility_timeout, 30)
-            try:
-                result = q.change_message_visibility(handle, extension)
-            except Exception as e:
-                if error_code(e) == "MessageNotExist":  # it became visible already: someone else may have it
-                    continue
-                raise
-            log.debug("mns source: extended visibility of %s by %d s", mid, extension)
-            with self._lock:
-                held = self._held.get(mid)
-                if held is not None and held.handle == handle:
-                    held.handle = result.receipt_handle
-                    held.visible_at = self._clock() + extension
+            due = sorted(((h.visible_at, mid, h.handle) for mid, h in self._held.items()
+                          if not h.committed and h.visible_at - now < margin))
+        if due:
+            list(self._extend_pool.map(lambda item: self._extend(item[1], item[2]), due))
+
+    def _extend(self, mid: str, handle: str) -> None:
+        q = getattr(self._extend_queues, "queue", None)
+        if q is None:
+            q = self._extend_queues.queue = self._queue()
+        extension = max(self.visibility_timeout, MIN_EXTENSION_SECONDS)
+        try:
+            result = q.change_message_visibility(handle, extension)
+        except Exception as e:
+            if error_code(e) in STALE_HANDLE_CODES:  # visible again already; a re-receipt is recognised
+                return
+            self._extend_queues.queue = None  # a fresh connection next time
+            raise
+        log.debug("mns source: extended visibility of %s by %d s", mid, extension)
+        with self._lock:
+            held = self._held.get(mid)
+            if held is not None and held.handle == handle:
+                held.handle = result.receipt_handle
+                held.visible_at = self._clock() + extension
