@@ -256,3 +256,37 @@ def test_secret_absent_from_debug_logs_of_a_full_run(mns, tmp_path, caplog):
 ])
 def test_each_error_code_is_handled_on_purpose(exc, kind):
     assert classify(exc) == kind
+
+
+class Counting(Flaky):
+    """Flaky, and counts every record it committed, copies included (SQLite itself ignores copies)."""
+
+    def __init__(self, sink):
+        super().__init__(sink)
+        self.committed = 0
+
+    def write(self, table, records):
+        new = super().write(table, records)
+        if table == "ecs-events":
+            self.committed += len(records)
+        return new
+
+
+def test_backlog_drains_after_a_sink_outage_at_network_latency(mns, tmp_path):
+    """Issue 8's failure, scaled down: a backlog, a sink outage longer than the visibility timeout, 10 ms
+    on every MNS call. The queue must drain, almost nothing may be committed twice, nothing valid may be
+    dead-lettered for max-receives."""
+    bodies = sim_bodies(700, seed=8)
+    send_all(mns, bodies)
+    mns.set_latency(0.010)
+    sink = Counting(SqliteSink(tmp_path / "e.db"))
+    sink.down.set()
+    consumer, pipeline = start_consumer(mns, tmp_path / "e.db", sink=sink, receivers=4, max_receives=3)
+    time.sleep(8)  # the outage: more than twice the 3 s visibility timeout
+    sink.down.clear()
+    wait_until(lambda: not mns.messages(QUEUE), timeout=120)
+    stop_consumer(consumer, pipeline)
+    conn = sqlite3.connect(tmp_path / "e.db")
+    assert conn.execute('SELECT count(*) FROM "shipper-deadletter"').fetchone()[0] == 0
+    assert len(set(stored_uids(tmp_path / "e.db"))) == len(bodies)
+    assert sink.committed - len(bodies) <= len(bodies) // 100, f"{sink.committed - len(bodies)} copies committed"
