@@ -1,16 +1,15 @@
 """The hook engine inside the pipeline: decide, record, then acknowledge; one task at a time per instance."""
 import threading
 import time
-from pathlib import Path
 
 from shipper import events
 from shipper.actions import ACTED, SKIPPED, action_record
 from shipper.actions.engine import HookEngine
 from shipper.config import BatchSettings
 from shipper.pipeline import Message, Pipeline, Status
+from tests.conftest import FIXTURES
 from tests.waiting import wait_until as wait_for
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 class MemorySink:
@@ -64,9 +63,9 @@ def make(hook, **batch):
     return pipeline, sink
 
 
-def stopped(uid: str, instance: str = "i-bp1f3kq7z2m9w4x6c8v0") -> bytes:
+def stopped(uid: str, instance: str = "i-uf6a8k2m5q9t3w7x1z4c") -> bytes:
     body = (FIXTURES / "a_statechange_stopped.json").read_text()
-    return body.replace("i-bp1f3kq7z2m9w4x6c8v0", instance).replace('"id": "', f'"id": "{uid}-', 1).encode()
+    return body.replace("i-uf6a8k2m5q9t3w7x1z4c", instance).replace('"id": "', f'"id": "{uid}-', 1).encode()
 
 
 def test_mns_style_message_is_acknowledged_only_after_the_decision_is_recorded():

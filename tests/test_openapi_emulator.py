@@ -17,6 +17,7 @@ from aliyunsdkcore.request import CommonRequest, RpcRequest
 
 from shipper.normalize import events_from_bytes
 from shipper.simulate import FleetSimulator
+from tests.conftest import FIXTURES
 from tests.emulators.mns import MnsEmulator
 from tests.emulators.openapi import OpenApiEmulator, percent_encode, signature, string_to_sign
 from tests.waiting import wait_until
@@ -286,7 +287,7 @@ def test_start_goes_stopped_starting_running_and_emits_events(mns):
     bodies = [base64.b64decode(m.body) for m in mns.messages("ecs-events")]
     events = [json.loads(body) for body in bodies]
     assert [e["content"]["state"] for e in events] == ["Starting", "Running"]
-    fixture = json.loads((Path(__file__).parents[2] / "shared/fixtures/a_statechange_running.json").read_text())
+    fixture = json.loads((FIXTURES / "a_statechange_running.json").read_text())
     for event in events:
         assert event.keys() == fixture.keys()
         assert fixture["content"].keys() <= event["content"].keys()

@@ -24,7 +24,7 @@ ID_PREFIXES = {"cn-hangzhou": "bp1", "cn-shanghai": "uf6", "cn-beijing": "2ze", 
                "cn-shenzhen": "wz9", "cn-zhangjiakou": "8vb", "eu-central-1": "gw8"}
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
-# Field sets of the fixtures in /work/shared/fixtures.
+# Field sets of the fixtures in tests/fixtures.
 A_CLASSIC = {"ver", "id", "product", "resourceId", "level", "name", "userId", "eventTime", "regionId", "content"}
 A_NEWER = A_CLASSIC | {"instanceName", "groupId", "status"}  # a_preemptible_interruption.json
 A_CALLBACK = A_NEWER | {"eventType", "ruleName"}  # a_statechange_deleted.json

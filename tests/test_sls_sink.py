@@ -1,7 +1,7 @@
 """The SLS sink through aliyun-log-python-sdk 0.9.52 against the SLS emulator.
 
-Expected values come from /work/shared/reference/sls.md (sections named in the tests) and the fixtures
-README, never from the code under test.
+Expected values come from Alibaba Cloud's documented SLS API (reference/sls.md in the team's shared notes;
+sections named in the tests) and tests/fixtures/README.md, never from the code under test.
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import logging
 import queue
 import socket
 import time
-from pathlib import Path
 
 import pytest
 from aliyun.log import LogException
@@ -23,6 +22,7 @@ from shipper.normalize import events_from_bytes
 from shipper.pipeline import Message, Pipeline, Status
 from shipper.simulate import FleetSimulator
 from shipper.sinks.sls import LogEncoder, SlsSink, SlsSinkError, group_tail
+from tests.conftest import FIXTURES
 from tests.emulators.sls import SlsEmulator
 
 AK = "LTAIexampleKEY01"
@@ -30,20 +30,19 @@ SK = "exampleSecret0123456789"
 PROJECT = "ecs-audit"
 EVENTS, ACTIONS, DEADLETTER = "ecs-events", "shipper-actions", "shipper-deadletter"
 HOST = socket.gethostname()
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 # From the fixtures README: file -> (category, event_time).
 FIXTURE_EXPECTED = {
-    "a_statechange_stopped.json": ("lifecycle", "2025-06-20T16:00:31.009Z"),
-    "a_preemptible_interruption.json": ("interruption", "2025-08-03T02:44:55.027Z"),
-    "a_sysmaint_reboot_scheduled.json": ("maintenance", "2025-09-01T06:00:00.318Z"),
-    "a_systemfailure_reboot_executing.json": ("failure", "2025-10-10T19:15:45.202Z"),
-    "a_disk_stalled_executing.json": ("disk", "2025-11-19T20:33:10.905Z"),
-    "a_snapshot_created.json": ("snapshot", "2025-11-21T19:04:55.771Z"),
-    "a_eni_operation_completed.json": ("network", "2025-11-25T03:42:30.246Z"),
-    "a_performancemodechange.json": ("performance", "2025-11-05T00:15:00.600Z"),
-    "b_subscription_json_statechange_stopped.json": ("lifecycle", "2025-12-08T01:45:05.482Z"),
-    "c_statechange_stopped.json": ("lifecycle", "2025-12-09T23:30:18.000Z"),
+    "a_statechange_stopped.json": ("lifecycle", "2025-04-02T14:45:37.886Z"),
+    "a_preemptible_interruption.json": ("interruption", "2025-05-17T13:30:06.812Z"),
+    "a_sysmaint_reboot_scheduled.json": ("maintenance", "2025-06-09T01:15:00.236Z"),
+    "a_systemfailure_reboot_executing.json": ("failure", "2025-07-06T21:22:33.648Z"),
+    "a_disk_stalled_executing.json": ("disk", "2025-09-02T07:48:26.377Z"),
+    "a_snapshot_created.json": ("snapshot", "2025-09-17T18:03:42.584Z"),
+    "a_eni_operation_completed.json": ("network", "2025-09-26T09:30:05.718Z"),
+    "a_performancemodechange.json": ("performance", "2025-08-14T03:20:45.903Z"),
+    "b_subscription_json_statechange_stopped.json": ("lifecycle", "2025-10-13T23:33:52.671Z"),
+    "c_statechange_stopped.json": ("lifecycle", "2025-11-17T22:12:44.000Z"),
 }
 
 

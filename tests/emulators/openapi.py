@@ -1,9 +1,10 @@
 """Local RPC-style OpenAPI service (ECS, SLB/CLB, ALB, NLB) that aliyun-python-sdk-core talks to unchanged.
 
-Wire format, signature, error shapes and per-action semantics follow /work/shared/reference/openapi.md
-(§1-§11). One port serves every product: requests are dispatched on (Version, Action), which is unique
-per product, so `ecs_endpoint`, `slb_endpoint`, `alb_endpoint` and `nlb_endpoint` all point at
-`api.endpoint` ("127.0.0.1:<port>", the form `CommonRequest(domain=...)` takes).
+Wire format, signature, error shapes and per-action semantics follow Alibaba Cloud's documented RPC
+OpenAPI (reference/openapi.md in the team's shared notes, §1-§11). One port serves every product:
+requests are dispatched on (Version, Action), which is unique per product, so `ecs_endpoint`,
+`slb_endpoint`, `alb_endpoint` and `nlb_endpoint` all point at `api.endpoint` ("127.0.0.1:<port>",
+the form `CommonRequest(domain=...)` takes).
 
     with OpenApiEmulator(credentials={"LTAIexampleKEY01": "secret"}) as api:
         api.add_instance("i-bp1example0000000001", status="Stopped")
