@@ -5,6 +5,7 @@ Field names live here only: sinks, queries and dashboards read these tuples.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 
 SCHEMA_VERSION = "1"
 
@@ -87,8 +88,13 @@ Record = dict  # one row of a store: field name -> str
 
 def format_time_ms(ms: int) -> str:
     """Epoch milliseconds -> the schema's UTC text `YYYY-MM-DDTHH:MM:SS.mmmZ`."""
-    t = _dt.datetime.fromtimestamp(ms // 1000, tz=_dt.timezone.utc)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return _second_text(ms // 1000) + f"{ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_text(seconds: int) -> str:
+    """Cached: every event formats two times, and they cluster (strftime was 8% of the MNS path's CPU)."""
+    return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def new_event(**values: str) -> Record:

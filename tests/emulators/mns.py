@@ -1,8 +1,9 @@
 """Local MNS queue service that the unmodified aliyun-mns-sdk 1.3.0 talks to.
 
-Wire format and semantics follow /work/shared/reference/mns.md (§2-§7, checklist §11): signed
-requests, exact XML documents, visibility timeouts with one valid receipt handle per receive, long
-polling, and runtime fault injection (latency, error codes, dropped connections, outage).
+Wire format and semantics follow Alibaba Cloud's documented MNS API (reference/mns.md in the team's
+shared notes, §2-§7, checklist §11): signed requests, exact XML documents, visibility timeouts with one
+valid receipt handle per receive, long polling, and runtime fault injection (latency, error codes,
+dropped connections, outage).
 
     with MnsEmulator(credentials={"LTAIexampleKEY01": "secret"}) as mns:
         mns.create_queue("ecs-events", visibility_timeout=30)
@@ -888,6 +889,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queue", action="append", default=[], help="queue to create (repeatable)")
     parser.add_argument("--visibility-timeout", type=int, default=30)
     parser.add_argument("--access-key-id", default=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID"))
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="delay every response by this much, standing in for the network")
     args = parser.parse_args(argv)
     secret = os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
     if not args.access_key_id or not secret:
@@ -895,6 +898,7 @@ def main(argv: list[str] | None = None) -> None:
     emulator = MnsEmulator(credentials={args.access_key_id: secret}, host=args.host, port=args.port)
     for name in args.queue:
         emulator.create_queue(name, visibility_timeout=args.visibility_timeout)
+    emulator.set_latency(args.latency_ms / 1000)
     with emulator:
         print(emulator.endpoint, flush=True)
         serve_until_interrupted()
