@@ -11,14 +11,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-from aliyun.log import LogClient
+from aliyun.log import LogClient, LogException
+from aliyun.log.resource_params import ResourceRecord
 
 from shipper import events
 from shipper.credentials import Credentials
 from shipper.dashboards import (
-    ACTION_POLICY, CONTENT_TEMPLATE, WEBHOOK, DashboardsError, Step, apply, export, plan_import, render_template,
-    substitute_placeholders, validate,
+    ACTION_POLICY, CONTENT_TEMPLATE, HOOK_PAYLOAD_KEYS, WEBHOOK, DashboardsError, Step, TemplateError, apply, export,
+    plan_import, render_template, substitute_placeholders, validate,
 )
+from shipper.sources.http import alert_events, alert_payload
 from shipper.slsclient import make_client
 from tests.emulators.sls import SlsEmulator
 
@@ -98,22 +100,67 @@ def test_the_restart_alert_calls_the_restart_hook_with_a_token_placeholder():
     assert webhook["value"]["url"] == "https://${SHIPPER_HOST}/hooks/restart?token=${SHIPPER_WEBHOOK_TOKEN}"
 
 
+# One firing of shipper-stopped-not-running as SLS hands it to the template ("Variables in new alert templates"):
+# fire_results are the query rows with every value a string; names and annotations may hold quotes.
+SLS_ALERT = {
+    "aliuid": "1234567890123456", "alert_instance_id": "ee16a8f435485f3f-5be6b81edc520-3d6f0a1",
+    "alert_id": "shipper-stopped-not-running", "alert_name": "Instance stopped and not running again within 10 minutes",
+    "alert_type": "sls_alert", "region": "cn-hangzhou", "project": "ecs-audit", "next_eval_interval": 300,
+    "alert_time": 1772698500, "fire_time": 1772697900, "resolve_time": 0, "status": "firing", "severity": 8,
+    "labels": {"app": "shipper", "hook": "restart", "instance_id": "i-bp1f3kq7z2m9w4x6c8v0"},
+    "annotations": {"title": "Instance stopped and not running again",
+                    "desc": 'i-bp1f3kq7z2m9w4x6c8v0 (web "blue" \\ 1) stopped at 2026-03-05T08:00:00.000Z'},
+    "results": [{"store": "ecs-events", "query": "event_name: ...", "fire_result": None}],
+    "fire_results": [{"instance_id": "i-bp1f3kq7z2m9w4x6c8v0", "last_state": "Stopped",
+                      "stopped_time": "2026-03-05T08:00:00.000Z", "region": "cn-hangzhou",
+                      "name": 'web "blue" \\ 1'},
+                     {"instance_id": "i-bp1aaaaaaaaaaaaaaaa1", "last_state": "Stopped",
+                      "stopped_time": "2026-03-05T08:01:30.000Z", "region": "cn-hangzhou", "name": "web-2"}],
+    "fire_results_count": 2, "fingerprint": "1b0f3c5e9a7d2468",
+}
+
+
+def shipped_template() -> str:
+    template = json.loads((CONTENT / "alerts" / "resources" / CONTENT_TEMPLATE / "shipper-hook-json.json").read_text())
+    return template["value"]["templates"]["webhook"]["content"]
+
+
 def test_the_webhook_template_renders_the_documented_hook_payload():
-    template = json.loads((CONTENT / "alerts" / "resources" / "sls.alert.content_template"
-                           / "shipper-hook-json.json").read_text())
-    alert = {  # SLS's alert variables (the subset the template uses)
-        "alert_id": "shipper-stopped-not-running", "alert_instance_id": "abc-1", "status": "firing", "severity": 8,
-        "fire_time": 1772697600, "project": "ecs-audit",
-        "fire_results": [{"instance_id": "i-bp1f3kq7z2m9w4x6c8v0", "last_state": "Stopped",
-                          "stopped_time": "2026-03-05T08:00:00.000Z", "region": "cn-hangzhou", "name": "web-1"}],
-    }
-    payload = json.loads(render_template(template["value"]["templates"]["webhook"]["content"], alert))
+    body = render_template(shipped_template(), SLS_ALERT)
+    payload = json.loads(body)
     assert payload == {
-        "alert": "shipper-stopped-not-running", "alert_instance_id": "abc-1", "status": "firing", "severity": 8,
-        "fired_time": 1772697600, "project": "ecs-audit",
-        "rows": [{"instance_id": "i-bp1f3kq7z2m9w4x6c8v0", "last_state": "Stopped",
-                  "stopped_time": "2026-03-05T08:00:00.000Z", "region": "cn-hangzhou", "name": "web-1"}],
+        "alert": "shipper-stopped-not-running", "alert_name": SLS_ALERT["alert_name"],
+        "fingerprint": "1b0f3c5e9a7d2468", "alert_instance_id": "ee16a8f435485f3f-5be6b81edc520-3d6f0a1",
+        "status": "firing", "severity": 8, "fired_time": 1772697900, "alert_time": 1772698500,
+        "project": "ecs-audit", "rows": SLS_ALERT["fire_results"],
     }
+    assert {key: type(payload[key]) for key in HOOK_PAYLOAD_KEYS} == HOOK_PAYLOAD_KEYS
+    # what shipper's hook endpoint (shipper/sources/http.py) makes of it today: one event per instance
+    made = alert_events(alert_payload(body.encode()), "restart")
+    assert [(e["instance_id"], e["instance_name"]) for e in made] == [
+        ("i-bp1f3kq7z2m9w4x6c8v0", 'web "blue" \\ 1'), ("i-bp1aaaaaaaaaaaaaaaa1", "web-2")]
+
+
+def test_the_renderer_follows_sls_for_missing_variables_and_filters():
+    alert = {"status": 'say "hi"\n', "rows": [{"a": "1"}], "labels": {"k": "v"}, "severity": 8}
+    assert render_template("{{ alert.status | quote }}", alert) == '"say \\"hi\\"\\n"'
+    assert render_template("{{alert.rows|to_json}} {{ alert.labels['k'] | quote }}", alert) == '[{"a": "1"}] "v"'
+    assert render_template("{{ alert.severity }} {{ alert.status }}", alert) == '8 say "hi"\n'
+    # a missing variable is an empty string (SLS), unless default replaces it
+    assert render_template("[{{ alert.nope }}] {{ alert.nope | quote }} {{ alert.nope | default(0) }}", alert) == \
+        '[] "" 0'
+    assert render_template("{{ alert.rows[0].a | quote }} {{ alert.severity | default(0) }}", alert) == '"1" 8'
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{% if alert.status %}x{% endif %}", "not supported by shipper's renderer"),
+    ("{{ alert.status | format_status }}", "does not implement"),
+    ("{{ alert.status | shout }}", "not an SLS template filter"),
+    ("{{ alert.status | default }}", "default takes one value"),
+])
+def test_the_renderer_refuses_what_it_does_not_cover(content, message):
+    with pytest.raises(TemplateError, match=message):
+        render_template(content, {"status": "firing"})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -130,8 +177,7 @@ def test_an_unknown_field_is_reported(content):
         body["charts"][2]["search"]["query"] = "__topic__: interruption | select zone_id, count(*) as n group by 1"
     edit(content / "dashboards" / "lifecycle.json", use_zone)
     assert reasons_for(validate(content), "lifecycle.json") == [
-        "charts[2] (Spot interruptions by region and instance type (zone is not in the events)): "
-        "field 'zone_id' is not a field of ecs-events"]
+        "charts[2] (spot-interruptions-by-region-type): field 'zone_id' is not a field of ecs-events"]
 
 
 def test_a_field_used_in_sql_without_doc_value_is_reported_where_used(content):
@@ -191,6 +237,153 @@ def test_a_literal_webhook_token_is_refused(content):
 def test_a_file_must_be_named_after_its_entity(content):
     (content / "savedsearches" / "duplicates.json").rename(content / "savedsearches" / "dupes.json")
     assert reasons_for(validate(content), "dupes.json") == ["holds 'duplicates': name the file duplicates.json"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The content as it was before issue 11: what real SLS refuses, refused by validate and by the emulator
+
+LEGACY_TEMPLATE = ('{"alert": "{{ alert.alert_id }}", "alert_instance_id": "{{ alert.alert_instance_id }}", '
+                   '"status": "{{ alert.status }}", "severity": {{ alert.severity }}, '
+                   '"fired_time": {{ alert.fire_time }}, '
+                   '"project": "{{ alert.project }}", "rows": {{ alert.fire_results }}}')
+
+
+def make_legacy(root: Path) -> None:
+    """Put the pre-fix forms back: free-text chart titles, `||`, epoch x axes, legacy fire(), partial action
+    policies, an unescaped template."""
+    def dashboard(body):
+        for chart in body["charts"]:
+            chart["title"] = chart["display"]["displayName"]
+        chart = body["charts"][0]
+        chart["search"]["query"] = chart["search"]["query"].replace(
+            "date_format(date_trunc('hour', from_unixtime(__time__)), '%Y-%m-%d %H:%i')",
+            "date_trunc('hour', __time__)")
+        spot = body["charts"][2]["search"]
+        spot["query"] = spot["query"].replace("concat(region_id, ' ', instance_type)",
+                                              "region_id || ' ' || instance_type")
+    edit(root / "dashboards" / "lifecycle.json", dashboard)
+    for path in (root / "alerts" / "resources" / ACTION_POLICY).glob("*.json"):
+        def policy(body):
+            value = body["value"]
+            body["value"] = {key: value[key]
+                             for key in ("action_policy_id", "action_policy_name", "labels", "is_default")}
+            body["value"]["primary_policy_script"] = value["primary_policy_script"].replace(
+                'type="webhook_integration", integration_type="custom", ', 'type="webhook", ')
+        edit(path, policy)
+    edit(root / "alerts" / "resources" / CONTENT_TEMPLATE / "shipper-hook-json.json",
+         lambda b: b["value"]["templates"]["webhook"].update(content=LEGACY_TEMPLATE))
+
+
+@pytest.fixture
+def legacy(content) -> Path:
+    make_legacy(content)
+    return content
+
+
+def test_validate_refuses_the_legacy_content_one_line_per_problem(legacy):
+    problems = validate(legacy)
+    by_file = {}
+    for p in problems:
+        by_file.setdefault(Path(p.file).name, []).append(p.reason)
+    assert set(by_file) == {"lifecycle.json", "shipper-notify.json", "shipper-restart.json", "shipper-hook-json.json"}
+    dashboard = by_file["lifecycle.json"]
+    assert sum(r.startswith("charts[") and ".title " in r and "is the chart's id" in r for r in dashboard) == 8
+    assert "charts[0].display.xAxis 'hour_start' is date_trunc(unit, __time__), which SLS gives as unix seconds: " \
+           "use date_format(date_trunc(unit, from_unixtime(__time__)), '%Y-%m-%d %H:%i')" in dashboard
+    assert "charts[2] (Spot interruptions by region and instance type (zone is not in the events)): " \
+           "`||` is not an SLS SQL operator: use concat(a, b)" in dashboard
+    restart = by_file["shipper-restart.json"]
+    assert [r for r in restart if "missing" in r] == [
+        f"value.{name} is missing" for name in ("secondary_policy_script", "escalation_start_enabled",
+                                                "escalation_start_timeout", "escalation_inprogress_enabled",
+                                                "escalation_inprogress_timeout", "escalation_enabled",
+                                                "escalation_timeout")]
+    assert [r.split(":")[0] for r in restart if "legacy inline-URL form" in r] == [
+        "value.primary_policy_script line 1", "value.primary_policy_script line 2"]
+    assert by_file["shipper-hook-json.json"] == [
+        f"value.templates.webhook.content: {{{{ alert.{name} }}}}: a string in a JSON body must be rendered with "
+        "| quote (escaped and quoted)" for name in ("alert_id", "alert_instance_id", "status", "project")] + [
+        "value.templates.webhook.content: {{ alert.fire_results }}: alert.fire_results is a list: "
+        "render it with | to_json"]
+
+
+def test_the_emulator_refuses_the_legacy_content(sls, client, legacy):
+    """Sent straight through the SDK, past validate: the emulator alone stands for what SLS refuses."""
+    dashboard = json.loads((legacy / "dashboards" / "lifecycle.json").read_text())
+    with pytest.raises(LogException) as refused:
+        client.create_dashboard(PROJECT, dashboard)
+    assert refused.value.get_error_code() == "ParameterInvalid"
+    assert sls.entities(PROJECT, "dashboards") == {}
+    for kind in (ACTION_POLICY, CONTENT_TEMPLATE):
+        for path in (legacy / "alerts" / "resources" / kind).glob("*.json"):
+            record = json.loads(path.read_text())
+            with pytest.raises(LogException) as refused:
+                client.create_resource_record(kind, ResourceRecord(record["id"], record["tag"], record["value"]))
+            assert refused.value.get_error_code() == "ParameterInvalid", path.name
+        assert sls.resource_records(kind) == {}
+
+
+@pytest.mark.parametrize("file, change, reason", [
+    ("dashboards/lifecycle.json", lambda b: b["charts"][1].update(title=b["charts"][0]["title"]),
+     "charts[1].title 'lifecycle-events-per-hour' is used by another chart of this dashboard"),
+    ("dashboards/lifecycle.json", lambda b: b.update(dashboardName="Lifecycle"),
+     "dashboardName 'Lifecycle' is the dashboard's id, in SLS's URL: it must match [0-9a-z][0-9a-z_-]{0,98}[0-9a-z]"),
+    ("savedsearches/dead-letters.json",
+     lambda b: b.update(searchQuery="* | select strftime('%H', received_time) as h, count(*) as n group by h"),
+     "searchQuery: strftime() is not a documented SLS SQL function"),
+    ("alerts/shipper-deadletters.json",
+     lambda b: b["configuration"]["queryList"][0].update(
+         query="* | select reason || '!' as r, count(*) as n group by r"),
+     "queryList[0]: `||` is not an SLS SQL operator: use concat(a, b)"),
+])
+def test_sls_naming_and_sql_rules(content, file, change, reason):
+    edit(content / file, change)
+    assert reason in reasons_for(validate(content), Path(file).name)
+
+
+def test_a_saved_search_name_must_be_an_sls_name(content):
+    path = content / "savedsearches" / "duplicates.json"
+    edit(path, lambda b: b.update(savedsearchName="Duplicates"))
+    path.rename(content / "savedsearches" / "Duplicates.json")
+    assert reasons_for(validate(content), "Duplicates.json") == [
+        "savedsearchName 'Duplicates' must match [0-9a-z][0-9a-z_-]{1,61}[0-9a-z] (3 to 63 characters)"]
+
+
+POLICY_FILE = Path("alerts") / "resources" / ACTION_POLICY / "shipper-notify.json"
+
+
+@pytest.mark.parametrize("script, reason", [
+    ("", "value.primary_policy_script is empty (SLS refuses it: ActionPolicyEmpty)"),
+    ('fire(type="webhook_integration", integration_type="custom", webhook_id="shipper-operator", period="any")',
+     'value.primary_policy_script line 1: fire(type="webhook_integration") needs template_id='),
+    ('fire(type="webhook_integration", integration_type="pager", webhook_id="shipper-operator", '
+     'template_id="shipper-hook-json", period="any")',
+     "value.primary_policy_script line 1: integration_type must be one of custom, dingtalk, wechat, lark, slack"),
+    ('fire(type="webhook_integration", integration_type="custom", webhook_id="nowhere", '
+     'template_id="shipper-hook-json", period="any")',
+     "value.primary_policy_script line 1: webhook_id 'nowhere' is not in alerts/resources/sls.alert.action_webhook"),
+    ('fire(type="email", users=["ops"], template_id="shipper-hook-json", period="any")',
+     'value.primary_policy_script line 1: fire(type="email") is not a form shipper checks; '
+     'known: type="webhook_integration"'),
+    ("notify(everyone)", "value.primary_policy_script: line 1 is not a fire(...) statement"),
+])
+def test_action_policy_dsl_rules(content, script, reason):
+    edit(content / POLICY_FILE, lambda b: b["value"].update(primary_policy_script=script))
+    assert reasons_for(validate(content), "shipper-notify.json") == [reason]
+
+
+@pytest.mark.parametrize("template, reason", [
+    ('{"rows": {{ alert.fire_results | quote }}}', "alert.fire_results is a list: render it with | to_json"),
+    ('{"labels": {{ alert.labels }}}', "alert.labels is a map: render it with | to_json"),
+    ('{"x": {{ alert.zone | quote }}}', "not an SLS alert variable"),
+    ('{"x": {{ alert.status | shout }}}', "shout is not an SLS template filter"),
+    ('{"x": "{{ alert.status | quote }}"}', "does not render to JSON"),
+])
+def test_content_template_rules(content, template, reason):
+    edit(content / "alerts" / "resources" / CONTENT_TEMPLATE / "shipper-hook-json.json",
+         lambda b: b["value"]["templates"]["webhook"].update(content=template))
+    reasons = reasons_for(validate(content), "shipper-hook-json.json")
+    assert len(reasons) == 1 and reason in reasons[0], reasons
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The SLS emulator, driven through the official aliyun-log-python-sdk 0.9.52.
 
-Expected values come from /work/shared/reference/sls.md (section numbers in the test names' docs).
+Expected values come from Alibaba Cloud's documented SLS API (reference/sls.md in the team's shared
+notes; section numbers in the test names' docs).
 """
 from __future__ import annotations
 
@@ -505,7 +506,7 @@ def test_index_without_line_or_keys_is_invalid(sls):
 
 DASHBOARD = {
     "dashboardName": "ecs-lifecycle", "displayName": "ECS lifecycle", "description": "", "attribute": {"type": "grid"},
-    "charts": [{"title": "Events per hour", "type": "line",
+    "charts": [{"title": "events-per-hour", "type": "line",
                 "search": {"logstore": "ecs-events", "topic": "", "start": "-86400s", "end": "now",
                            "query": "* | select date_trunc('hour', __time__) as h, count(DISTINCT event_uid) as n "
                                     "group by h order by h"},
@@ -595,6 +596,37 @@ def test_alert_enumerations_are_checked(sls, path, value):
     assert error_of(make_client(sls).create_alert, PROJECT, body).get_error_code() == "ParameterInvalid"
 
 
+@pytest.mark.parametrize("change, code", [
+    (lambda b: b["charts"][0].update(title="Events per hour"), "ParameterInvalid"),  # the title is the chart id
+    (lambda b: b["charts"].append(dict(b["charts"][0])), "ParameterInvalid"),  # two charts, one id
+    (lambda b: b.update(dashboardName="ECS lifecycle"), "ParameterInvalid"),
+    (lambda b: b["charts"][0]["search"].update(query="* | select region_id || instance_type as r"), "ParameterInvalid"),
+    (lambda b: b["charts"][0]["search"].update(query="* | select zone_of(region_id) as z"), "ParameterInvalid"),
+])
+def test_dashboard_content_rules(sls, change, code):
+    body = json.loads(json.dumps(DASHBOARD))
+    change(body)
+    assert error_of(make_client(sls).create_dashboard, PROJECT, body).get_error_code() == code
+    assert sls.entities(PROJECT, "dashboards") == {}
+
+
+def test_quoted_text_is_not_sql(sls):
+    body = json.loads(json.dumps(DASHBOARD))
+    body["charts"][0]["search"]["query"] = ("event_name: \"a|b\" | select concat(region_id, ' || x(') as r, "
+                                            "count(*) as n from (select * from log) where state in ('a') group by r")
+    make_client(sls).create_dashboard(PROJECT, body)
+
+
+@pytest.mark.parametrize("kind, body", [
+    ("savedsearch", {**SAVEDSEARCH, "savedsearchName": "Stopped instances"}),
+    ("savedsearch", {**SAVEDSEARCH, "searchQuery": "* | select a || b"}),
+    ("alert", {**ALERT, "configuration": {**ALERT["configuration"], "queryList": [
+        {**ALERT["configuration"]["queryList"][0], "query": "* | select strftime('%H', __time__) as h"}]}}),
+])
+def test_saved_search_and_alert_content_rules(sls, kind, body):
+    assert error_of(getattr(make_client(sls), f"create_{kind}"), PROJECT, body).get_error_code() == "ParameterInvalid"
+
+
 # --------------------------------------------------------------------------------------------------
 # Section 9: alert resource records, account-level (/resources/<name>/records, no project in Host)
 
@@ -665,6 +697,43 @@ def test_deleting_a_present_and_a_missing_record_deletes_neither(account):
     assert error_of(client.delete_resource_record, WEBHOOKS, ["shipper-hook", "nowhere"]
                     ).get_error_code() == "ResourceRecordNotExist"
     assert list(account.resource_records(WEBHOOKS)) == ["shipper-hook"]
+
+
+FIRE = ('fire(type="webhook_integration", integration_type="custom", webhook_id="shipper-hook", '
+        'template_id="shipper-hook-json", period="any")')
+POLICY = {"action_policy_id": "shipper-notify", "action_policy_name": "notify", "labels": {}, "is_default": False,
+          "primary_policy_script": FIRE, "secondary_policy_script": FIRE,
+          "escalation_start_enabled": False, "escalation_start_timeout": "10s",
+          "escalation_inprogress_enabled": False, "escalation_inprogress_timeout": "10s",
+          "escalation_enabled": False, "escalation_timeout": "4h0m0s"}
+TEMPLATE = {"template_id": "shipper-hook-json", "template_name": "hook", "is_default": False,
+            "templates": {"webhook": {"content": '{"s": {{ alert.status | quote }}, '
+                                                 '"rows": {{ alert.fire_results | to_json }}}'}}}
+POLICIES, TEMPLATES = "sls.alert.action_policy", "sls.alert.content_template"
+
+
+def test_complete_action_policies_and_templates_are_stored(account):
+    client = make_client(account)
+    client.create_resource_record(POLICIES, ResourceRecord("shipper-notify", "notify", POLICY))
+    client.create_resource_record(TEMPLATES, ResourceRecord("shipper-hook-json", "hook", TEMPLATE))
+    assert set(account.resource_records(POLICIES)) == {"shipper-notify"}
+
+
+@pytest.mark.parametrize("resource, value, code", [
+    (POLICIES, {**POLICY, "primary_policy_script": FIRE.replace("webhook_integration", "webhook")}, "ParameterInvalid"),
+    (POLICIES, {**POLICY, "primary_policy_script": FIRE.replace(', period="any"', "")}, "ParameterInvalid"),
+    (POLICIES, {**POLICY, "primary_policy_script": FIRE.replace('"custom"', '"pager"')}, "ParameterInvalid"),
+    (POLICIES, {**POLICY, "secondary_policy_script": ""}, "ActionPolicyEmpty"),
+    (POLICIES, {k: v for k, v in POLICY.items() if k != "escalation_timeout"}, "ParameterInvalid"),
+    (TEMPLATES, {**TEMPLATE, "templates": {"webhook": {"content": '{"rows": {{ alert.fire_results }}}'}}},
+     "ParameterInvalid"),
+    (TEMPLATES, {**TEMPLATE, "templates": {"webhook": {"content": "{{ alert.status | shout }}"}}}, "ParameterInvalid"),
+    (WEBHOOKS, {**HOOK, "type": "webhook"}, "ParameterInvalid"),
+])
+def test_alert_resource_content_rules(account, resource, value, code):
+    error = error_of(make_client(account).create_resource_record, resource, ResourceRecord("r1", "r1", value))
+    assert (error.resp_status, error.get_error_code()) == (400, code)
+    assert account.resource_records(resource) == {}
 
 
 def test_resource_records_check_the_signature(account):

@@ -1,6 +1,7 @@
 """A local SLS (Simple Log Service) that aliyun-log-python-sdk 0.9.52 talks to unchanged.
 
-Everything it answers follows /work/shared/reference/sls.md (section numbers below refer to it):
+Everything it answers follows Alibaba Cloud's documented SLS API (reference/sls.md in the team's
+shared notes; section numbers below refer to it):
 project from the Host header (section 1), V1 signatures and Content-MD5 checked (section 3), PutLogs
 bodies decompressed and decoded by an independent protobuf reader (section 4), GetLogs v2 and v1
 over what was stored with a subset of the search language (sections 6 and 7; the SQL part is
@@ -739,6 +740,159 @@ def _json_object(body: bytes, code: str = "ParameterInvalid") -> dict:
     return value
 
 
+# --------------------------------------------------------------------------------------------------
+# Content rules: what SLS refuses in dashboards, saved searches, alert queries and alert resource records.
+# shipper's validator (shipper/dashboards/rules.py) checks the same rules with its own code, so an import
+# test against this emulator fails on content real SLS would refuse even if the validator had a gap; only
+# the values below repeat the validator's. Sources: dashboards/README.md, "What validate checks".
+
+# A chart's title is its id: the Go SDK (client_dashboard.go) and the Java SDK send it in the URL
+# /dashboards/{dashboard}/charts/{title}; the documented chart naming rule is this pattern. The dashboard name is
+# such an id too (inferred: same URL form, no separate rule documented).
+_CHART_ID = re.compile(r"[0-9a-z][0-9a-z_-]{0,98}[0-9a-z]")
+# 3 to 63 characters (reference/sls.md section 9), SLS's character set for project-level names.
+_SAVEDSEARCH_NAME = re.compile(r"[0-9a-z][0-9a-z_-]{1,61}[0-9a-z]")
+# The SQL functions SLS documents (Alibaba Cloud "SQL functions" overview); a call to anything else is
+# refused here. SLS would run some undocumented Presto functions, but content must not depend on them.
+_SQL_FUNCTIONS = frozenset("""
+    arbitrary avg bitwise_and_agg bitwise_or_agg bool_and bool_or checksum count count_if every
+    geometric_mean max max_by min min_by sum approx_distinct approx_percentile histogram map_agg
+    array_agg stddev stddev_samp stddev_pop variance var_samp var_pop
+    chr codepoint concat from_utf8 length levenshtein_distance lower lpad ltrim normalize position replace
+    reverse rpad rtrim split split_part split_to_map strpos substr to_utf8 trim upper
+    current_date current_time current_timestamp current_timezone date date_add date_diff date_format
+    date_parse date_trunc day day_of_month day_of_week day_of_year extract from_iso8601_date
+    from_iso8601_timestamp from_unixtime hour minute month now quarter second time_series to_iso8601
+    to_unixtime week year
+    abs cbrt ceil ceiling cos degrees exp floor ln log10 log2 mod pi pow power radians rand random round
+    sign sin sqrt tan truncate greatest least
+    coalesce if nullif try cast try_cast typeof
+    json_array_contains json_array_get json_array_length json_extract json_extract_scalar json_format
+    json_parse json_size
+    regexp_extract regexp_extract_all regexp_like regexp_replace regexp_split
+    url_extract_fragment url_extract_host url_extract_parameter url_extract_path url_extract_port
+    url_extract_protocol url_extract_query url_encode url_decode
+    rank dense_rank row_number percent_rank cume_dist ntile lag lead first_value last_value nth_value
+""".split())
+# Words that may stand before "(" without being a function call.
+_SQL_NOT_CALLS = frozenset("""
+    select from where group by having order limit as and or not in is like between case when then else end
+    distinct all on join using over partition exists with union intersect except values filter
+""".split())
+_SQL_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_SQL_CALL = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*\(")
+# Action policy DSL: a sls.alert.action_webhook record is fired with type="webhook_integration" and these
+# arguments; type="webhook" is the legacy form with the URL inline. The Go SDK's ResourceActionPolicy always
+# sends every field below; an empty primary or secondary script is ActionPolicyEmpty.
+_FIRE_LINE = re.compile(r"\s*fire\((?P<arguments>.*)\)\s*")
+_FIRE_ARGUMENT = re.compile(
+    r'\s*(?P<name>[a-z_]+)\s*=\s*(?P<value>"(?:[^"\\]|\\.)*"|\[[^\]]*\]|\{[^}]*\}|[^,]+)\s*(?:,|$)')
+_WEBHOOK_INTEGRATION_ARGUMENTS = ("integration_type", "webhook_id", "template_id", "period")
+_INTEGRATION_TYPES = {"custom", "dingtalk", "wechat", "lark", "slack"}
+_FIRE_PERIODS = {"any", "workday", "non_workday", "worktime", "non_worktime"}
+_ACTION_POLICY_FIELDS = {
+    "action_policy_id": str, "action_policy_name": str, "is_default": bool, "labels": dict,
+    "primary_policy_script": str, "secondary_policy_script": str,
+    "escalation_start_enabled": bool, "escalation_start_timeout": str,
+    "escalation_inprogress_enabled": bool, "escalation_inprogress_timeout": str,
+    "escalation_enabled": bool, "escalation_timeout": str,
+}
+# Content templates ("Variables in new alert templates", "Alert notification content FAQ"): the list and map
+# variables are rendered with | to_json; the filters SLS documents ("Built-in functions in alert templates").
+# SLS stores a template without this check; refusing here is how a test sees a body the hook cannot parse.
+_TEMPLATE_EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_TEMPLATE_STRUCTURED = {"labels", "annotations", "results", "fire_results", "policy"}
+_TEMPLATE_FILTERS = frozenset("""
+    to_json quote default format_date format_status format_severity to_list annotations_to_list
+    escape_markdown escape_html length string int float abs round upper lower base64_encode base64_decode
+    md5 url_encode url_decode
+""".split())
+
+
+def _check_query_text(where: str, query) -> None:
+    """The SQL part of a query (after the first | outside double quotes): no `||`, documented functions only."""
+    if not isinstance(query, str):
+        raise _invalid(f"{where} must be a string")
+    in_quotes, cut = False, None
+    for i, ch in enumerate(query):
+        if ch == '"':
+            in_quotes = not in_quotes
+        elif ch == "|" and not in_quotes:
+            cut = i
+            break
+    if cut is None:
+        return
+    sql = _SQL_QUOTED.sub("''", query[cut + 1:])
+    if "||" in sql:
+        raise _invalid(f"{where}: || is not an SLS SQL operator (use concat)")
+    for match in _SQL_CALL.finditer(sql):
+        name = match.group(1).lower()
+        if name not in _SQL_NOT_CALLS and name not in _SQL_FUNCTIONS:
+            raise _invalid(f"{where}: unknown function {match.group(1)}")
+
+
+def _check_fire_script(field_name: str, script: str) -> None:
+    if not script.strip():
+        raise SlsError(400, "ActionPolicyEmpty", f"{field_name} is empty")
+    for line in filter(str.strip, script.splitlines()):
+        match = _FIRE_LINE.fullmatch(line)
+        if match is None:
+            raise _invalid(f"{field_name}: not a fire(...) statement: {line}")
+        arguments = {}
+        for argument in _FIRE_ARGUMENT.finditer(match.group("arguments")):
+            value = argument.group("value").strip()
+            arguments[argument.group("name")] = json.loads(value) if value.startswith('"') else value
+        kind = arguments.get("type")
+        if kind == "webhook":
+            raise _invalid(f'{field_name}: fire(type="webhook") is the inline-URL form; a webhook record is fired '
+                           'with type="webhook_integration"')
+        if kind != "webhook_integration":
+            raise SlsError(400, "EmulatorUnsupported", f"{field_name}: fire(type={kind!r}) is not emulated")
+        missing = [name for name in _WEBHOOK_INTEGRATION_ARGUMENTS if name not in arguments]
+        if missing:
+            raise _invalid(f"{field_name}: fire(type=\"webhook_integration\") needs {', '.join(missing)}")
+        if arguments["integration_type"] not in _INTEGRATION_TYPES or arguments["period"] not in _FIRE_PERIODS:
+            raise _invalid(f"{field_name}: bad integration_type or period in {line.strip()}")
+
+
+def _check_action_policy(value: dict) -> None:
+    for name, kind in _ACTION_POLICY_FIELDS.items():
+        if not isinstance(value.get(name), kind):
+            raise _invalid(f"action policy {name} is required ({kind.__name__})")
+    for name in ("primary_policy_script", "secondary_policy_script"):
+        _check_fire_script(name, value[name])
+
+
+def _check_content_template(value: dict) -> None:
+    templates = value.get("templates")
+    if not isinstance(templates, dict):
+        raise _invalid("content template templates must be an object")
+    for channel, template in templates.items():
+        content = template.get("content", "") if isinstance(template, dict) else ""
+        for expression in _TEMPLATE_EXPRESSION.findall(content if isinstance(content, str) else ""):
+            variable, *filters = (part.strip() for part in expression.split("|"))
+            filter_names = [f.split("(", 1)[0].strip() for f in filters]
+            unknown = [name for name in filter_names if name not in _TEMPLATE_FILTERS]
+            if unknown:
+                raise _invalid(f"templates.{channel}: unknown filter {unknown[0]}")
+            parts = variable.split(".")
+            if len(parts) == 2 and parts[0] == "alert" and parts[1] in _TEMPLATE_STRUCTURED \
+                    and "to_json" not in filter_names:
+                raise _invalid(f"templates.{channel}: {variable} must be rendered with | to_json")
+
+
+def _check_webhook(value: dict) -> None:
+    if value.get("type") not in _INTEGRATION_TYPES:
+        raise _invalid(f"webhook type must be one of {sorted(_INTEGRATION_TYPES)}")
+    if not isinstance(value.get("url"), str) or not value["url"].startswith(("https://", "http://")):
+        raise _invalid("webhook url must be an http(s) URL")
+
+
+_RECORD_CHECKS = {"sls.alert.action_policy": _check_action_policy,
+                  "sls.alert.content_template": _check_content_template,
+                  "sls.alert.action_webhook": _check_webhook}
+
+
 def _check_index(index: dict) -> None:
     def invalid(message: str) -> SlsError:
         return SlsError(400, "IndexInfoInvalid", message)
@@ -759,16 +913,28 @@ def _check_index(index: dict) -> None:
 
 
 def _check_dashboard(body: dict) -> None:
+    if not _CHART_ID.fullmatch(body["dashboardName"]):
+        raise _invalid(f"dashboardName {body['dashboardName']!r} is not a valid id")
     if not isinstance(body.get("charts"), list) or not all(isinstance(chart, dict) for chart in body["charts"]):
         raise _invalid("charts must be a list of chart objects")
+    titles = [chart.get("title") for chart in body["charts"]]
+    for title in titles:
+        if not isinstance(title, str) or not _CHART_ID.fullmatch(title):
+            raise _invalid(f"chart title {title!r} is not a valid chart id")
+    if len(set(titles)) != len(titles):
+        raise _invalid("chart titles must be unique within a dashboard")
+    for chart in body["charts"]:
+        search = chart.get("search")
+        _check_query_text(f"chart {chart['title']} query", search.get("query") if isinstance(search, dict) else None)
 
 
 def _check_savedsearch(body: dict) -> None:
-    if not 3 <= len(body["savedsearchName"]) <= 63:
-        raise _invalid("savedsearchName must be 3 to 63 characters")
+    if not _SAVEDSEARCH_NAME.fullmatch(body["savedsearchName"]):
+        raise _invalid("savedsearchName must be 3 to 63 lower-case letters, digits, - or _")
     for name in ("searchQuery", "logstore"):
         if not isinstance(body.get(name), str) or not body[name]:
             raise _invalid(f"{name} is required")
+    _check_query_text("searchQuery", body["searchQuery"])
 
 
 def _check_enum(name: str, value) -> None:
@@ -788,6 +954,7 @@ def _check_alert(body: dict) -> None:
     if not all(isinstance(query, dict) for query in configuration["queryList"]):
         raise _invalid("configuration.queryList must hold objects")
     for query in configuration["queryList"]:
+        _check_query_text("queryList query", query.get("query"))
         if "storeType" in query:
             _check_enum("storeType", query["storeType"])
         if "powerSqlMode" in query:
@@ -829,8 +996,9 @@ _JOB = _EntityKind("jobs", "name", "job", "JobNotExist", "JobAlreadyExist", _che
                    lambda items: {"results": items})
 
 
-def _check_record(fields) -> None:
-    """One record as the SDK sends it: `value` a JSON string holding an object, `id` and `tag` strings."""
+def _check_record(resource: str, fields) -> None:
+    """One record as the SDK sends it: `value` a JSON string holding an object, `id` and `tag` strings; the
+    value of a webhook, content template or action policy as the content rules above require."""
     if not isinstance(fields, dict):
         raise _invalid("a record must be a JSON object")
     value = fields.get("value")
@@ -843,6 +1011,8 @@ def _check_record(fields) -> None:
     for name in ("id", "tag"):
         if name in fields and not isinstance(fields[name], str):
             raise _invalid(f"{name} must be a string")
+    if resource in _RECORD_CHECKS:
+        _RECORD_CHECKS[resource](parsed)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1441,7 +1611,7 @@ class SlsEmulator(ServiceLifecycle):
 
     def _op_CreateResourceRecord(self, request: _Request, resource: str) -> _Response:
         fields = _json_object(request.body)
-        _check_record(fields)
+        _check_record(resource, fields)
         record_id = fields.get("id") or uuid.uuid4().hex  # the id is optional; the service answers the one it chose
         with self._lock:
             self._write_record(resource, record_id, fields, exists=False)
@@ -1449,7 +1619,7 @@ class SlsEmulator(ServiceLifecycle):
 
     def _op_UpdateResourceRecord(self, request: _Request, resource: str, record_id: str) -> _Response:
         fields = _json_object(request.body)
-        _check_record(fields)
+        _check_record(resource, fields)
         if fields.get("id", record_id) != record_id:
             raise _invalid(f"id {fields['id']} does not match the path ({record_id})")
         with self._lock:
@@ -1461,7 +1631,7 @@ class SlsEmulator(ServiceLifecycle):
         if not isinstance(records, list) or not records:
             raise _invalid("records must be a non-empty list")
         for fields in records:
-            _check_record(fields)
+            _check_record(resource, fields)
             if not fields.get("id"):
                 raise _invalid("every upserted record needs an id")
         with self._lock:
