@@ -3,9 +3,12 @@
 A real `shipper run` (subprocess) consumes interruption notices from the local MNS and drains each spot
 instance out of two CLB vserver groups and one ALB server group on the local OpenAPI service; both
 emulators run in this process. Latency per instance = the time of its last successful removal call (the
-emulator's clock) minus `received_time` of its event (shipper's clock; same machine). Prints p50/p99/max.
+emulator's clock) minus `received_time` of its event (shipper's clock; same machine). Each run starts
+fresh emulators and a fresh shipper; prints min/median/max over the runs of p50/p99/max, and per run the
+mutating calls by product (CLB, ALB, NLB) with how many failed (a busy group answers IncorrectStatus and
+the call is retried) and how many DescribeInstances calls were made.
 
-    python bench/lb_drain_latency.py [--interruptions 200] [--drain-seconds 0] [--burst]
+    python bench/lb_drain_latency.py [--interruptions 200] [--drain-seconds 0] [--burst] [--runs 3]
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ from tests.emulators.openapi import OpenApiEmulator  # noqa: E402
 
 KEY_ID, SECRET = "LTAIbenchKEY0002", "bench-secret-not-real"
 QUEUE = "ecs-cms-event"
-REMOVALS = ("RemoveVServerGroupBackendServers", "RemoveServersFromServerGroup")
+REMOVALS = ("RemoveVServerGroupBackendServers", "RemoveBackendServers", "RemoveServersFromServerGroup")
+PRODUCTS = {"2014-05-15": "clb", "2020-06-16": "alb", "2022-04-30": "nlb"}
 
 
 def seed(api: OpenApiEmulator, count: int) -> list[str]:
@@ -76,12 +80,8 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--interruptions", type=int, default=200)
-    parser.add_argument("--drain-seconds", type=float, default=0.0)
-    parser.add_argument("--burst", action="store_true", help="send every notice at once (default: 20 per second)")
-    args = parser.parse_args()
+def run_once(args: argparse.Namespace) -> dict:
+    """One fresh shipper against fresh emulators: latencies, outcomes and the calls it made."""
     with MnsEmulator(credentials={KEY_ID: SECRET}) as mns, \
             OpenApiEmulator(credentials={KEY_ID: SECRET}, job_delay=0.2) as api, \
             tempfile.TemporaryDirectory() as tmp:
@@ -133,21 +133,63 @@ nlb_endpoint = "{api.endpoint}"
         errors = collections.Counter(code for (codes,) in conn.execute(
             "SELECT error_code FROM \"shipper-actions\" WHERE finished_time != '' AND error_code != ''")
             for code in codes.split(","))
-        last_call: dict[str, float] = {}
-        for call in api.calls():
-            if call.action in REMOVALS and not call.code:
-                ids = [v for k, v in call.params.items() if k.endswith("ServerId")]
-                ids += [s["ServerId"] for s in json.loads(call.params.get("BackendServers", "[]"))]
-                for instance in ids:
-                    last_call[instance] = max(last_call.get(instance, 0.0), call.time)
-    latencies = [last_call[i] - epoch(received[i]) for i in instances if i in last_call and i in received]
-    result = {
-        "interruptions": args.interruptions, "drain_seconds": args.drain_seconds,
-        "arrival": "burst" if args.burst else "20/s",
+        calls = api.calls()
+        describes = api.request_counts().get("DescribeInstances", 0)
+    latencies = [t - epoch(received[i]) for i, t in last_removals(calls).items() if i in received]
+    return {
         "drained": len(latencies), "succeeded": sum(1 for i in instances if outcomes.get(i) == "succeeded"),
         "error_codes": dict(errors),
         "p50_s": round(statistics.median(latencies), 3), "p99_s": round(percentile(latencies, 99), 3),
         "max_s": round(max(latencies), 3),
+        "calls": call_counts(calls), "describe_instances_calls": describes,
+    }
+
+
+def last_removals(calls: list) -> dict[str, float]:
+    """instance id -> time of its last successful removal call."""
+    last: dict[str, float] = {}
+    for call in calls:
+        if call.action in REMOVALS and not call.code:
+            ids = [v for k, v in call.params.items() if k.endswith("ServerId")]
+            ids += [s["ServerId"] for s in json.loads(call.params.get("BackendServers", "[]"))]
+            for instance in ids:
+                last[instance] = max(last.get(instance, 0.0), call.time)
+    return last
+
+
+def call_counts(calls: list) -> dict[str, dict[str, int]]:
+    """Per product: removal calls, how many of them failed, and weight (drain) calls."""
+    counts: dict[str, dict[str, int]] = {}
+    for call in calls:
+        product = counts.setdefault(PRODUCTS[call.version], {"removals": 0, "failed": 0, "weight_calls": 0})
+        if call.action in REMOVALS:
+            product["removals"] += 1
+            product["failed"] += bool(call.code)
+        else:
+            product["weight_calls"] += 1
+    return counts
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": round(statistics.median(values), 3), "max": max(values)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--interruptions", type=int, default=200)
+    parser.add_argument("--drain-seconds", type=float, default=0.0)
+    parser.add_argument("--burst", action="store_true", help="send every notice at once (default: 20 per second)")
+    parser.add_argument("--runs", type=int, default=3, help="independent runs (at least 3 for a spread)")
+    args = parser.parse_args()
+    runs = []
+    for n in range(args.runs):
+        runs.append(run_once(args))
+        print(f"run {n + 1}/{args.runs}: {json.dumps(runs[-1])}", file=sys.stderr)
+    result = {
+        "interruptions": args.interruptions, "drain_seconds": args.drain_seconds,
+        "arrival": "burst" if args.burst else "20/s", "runs": len(runs),
+        **{key: spread([r[key] for r in runs]) for key in ("p50_s", "p99_s", "max_s")},
+        "per_run": runs,
     }
     print(json.dumps(result, indent=2))
     out = REPO / "bench" / "results"

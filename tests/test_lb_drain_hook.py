@@ -7,10 +7,14 @@ import time
 import pytest
 
 from shipper import events
-from shipper.actions import ACTED, DRY_RUN, FAILED, PENDING, SKIPPED, SUCCEEDED
-from shipper.actions.lb_drain import LbDrainHook, reclaim_time
+from shipper.actions import ACTED, ALERT, DRY_RUN, FAILED, INLINE, PENDING, SKIPPED, SUCCEEDED
+from shipper.actions import guards
+from shipper.actions.guards import reclaim_time
+from shipper.actions.lb_drain import LbDrainHook
+from shipper.actions.openapi import Instance
 from shipper.config import LbDrainHook as DrainSettings
-from tests.test_restart_hook import FakeTime, emulator, openapi, run  # noqa: F401 (emulator is a fixture)
+from tests.test_restart_hook import FakeTime, emulator, openapi  # noqa: F401 (emulator is a fixture)
+from tests.waiting import wait_until
 
 SPOT = "i-bp1spot0000000001"
 OTHER = "i-bp1other000000001"
@@ -24,7 +28,22 @@ def interruption(instance_id: str, at: float, reclaim_in: float | None = 300.0) 
         not_before="" if reclaim_in is None else events.format_time_ms(int((at + reclaim_in) * 1000)))
 
 
+def run(hook, event, trigger=INLINE) -> list[dict]:
+    """The records of one drain: the decision, then (from another thread) the outcome of an acted one."""
+    records = []
+    hook.run(event, trigger, records.append)
+    wait_until(lambda: records and (records[0]["decision"] != ACTED or records[-1]["finished_time"]), timeout=30)
+    assert all(set(r) == set(events.ACTION_FIELDS) for r in records)
+    return records
+
+
+def spot(emulator, *instance_ids: str, strategy: str = "SpotAsPriceGo") -> None:
+    for instance_id in instance_ids:
+        emulator.add_instance(instance_id, spot_strategy=strategy)
+
+
 def two_vserver_groups_and_an_alb_group(emulator) -> None:
+    spot(emulator, SPOT)
     emulator.add_load_balancer("lb-web", backends=[{"ServerId": OTHER}])
     emulator.add_vserver_group("lb-web", "rsp-http", backends=[{"ServerId": SPOT, "Port": 80, "Weight": 100},
                                                                {"ServerId": OTHER, "Port": 80}])
@@ -83,6 +102,7 @@ def test_interrupted_instance_leaves_every_group_with_its_exact_ports_before_the
 
 
 def test_default_backend_list_and_nlb_without_drain(emulator):
+    spot(emulator, SPOT, strategy="SpotWithPriceLimit")
     emulator.add_load_balancer("lb-classic", backends=[{"ServerId": SPOT, "Weight": 60}, {"ServerId": OTHER}])
     emulator.add_server_group("nlb", "sgp-nlb", servers=[{"ServerId": SPOT, "Port": 6379}])
     clock = FakeTime()
@@ -115,7 +135,7 @@ def test_dry_run_discovers_and_calls_nothing_mutating(emulator):
 ])
 def test_skips_with_a_reason(emulator, settings, instance_id, reclaim_in, reason):
     two_vserver_groups_and_an_alb_group(emulator)
-    emulator.add_instance(SPOT, spot_strategy="SpotAsPriceGo")
+    spot(emulator, "i-bp1alone000000001")
     clock = FakeTime()
     [record] = run(hook_for(emulator, clock, settings), interruption(instance_id, clock.now, reclaim_in))
     assert (record["decision"], record["reason"]) == (SKIPPED, reason)
@@ -132,6 +152,7 @@ def test_opt_in_by_tag(emulator):
 
 
 def test_the_deadline_bounds_the_drain(emulator):
+    spot(emulator, SPOT)
     emulator.add_load_balancer("lb-classic", backends=[{"ServerId": SPOT}])
     clock = FakeTime()
     outcome = run(hook_for(emulator, clock), interruption(SPOT, clock.now - 255))[-1]   # 45 s left
@@ -140,6 +161,7 @@ def test_the_deadline_bounds_the_drain(emulator):
 
 
 def test_inside_the_safety_margin_removal_is_immediate(emulator):
+    spot(emulator, SPOT)
     emulator.add_load_balancer("lb-classic", backends=[{"ServerId": SPOT}])
     clock = FakeTime()
     outcome = run(hook_for(emulator, clock), interruption(SPOT, clock.now - 290))[-1]    # 10 s left
@@ -166,6 +188,8 @@ def test_a_failed_removal_is_reported_with_its_code(emulator):
 
 def test_discovery_is_cached_and_refreshed(emulator):
     third = "i-bp1third000000001"
+    late = "i-bp1late0000000001"
+    spot(emulator, SPOT, OTHER, third, late)
     emulator.add_load_balancer("lb-classic", backends=[{"ServerId": SPOT}, {"ServerId": OTHER}, {"ServerId": third}])
     clock = FakeTime()
     settings = dataclasses.replace(LIVE, drain_seconds=0.0, discovery_cache_seconds=300.0)
@@ -173,7 +197,6 @@ def test_discovery_is_cached_and_refreshed(emulator):
     run(hook, interruption(SPOT, clock.now - 10))
     run(hook, interruption(OTHER, clock.now - 10))            # from the index built for the first notice
     assert emulator.request_counts()["DescribeLoadBalancers"] == 1
-    late = "i-bp1late0000000001"
     emulator.add_load_balancer("lb-new", backends=[{"ServerId": late}])
     clock.now += 60
     records = run(hook, interruption(late, clock.now))       # joined after the index was built: one rebuild
@@ -187,9 +210,11 @@ def test_discovery_is_cached_and_refreshed(emulator):
 def test_a_wave_of_interruptions_in_one_alb_group_is_removed_in_few_calls(emulator):
     """ALB locks a group while a change applies: one call per instance would pile up behind retries."""
     wave = [f"i-bp1wave{n:011d}" for n in range(20)]
+    spot(emulator, *wave)
     emulator.add_load_balancer("lb-wave")
     emulator.add_vserver_group("lb-wave", "rsp-wave", backends=[{"ServerId": i, "Port": 80, "Weight": 100} for i in wave])
     emulator.add_server_group("alb", "sgp-wave", servers=[{"ServerId": i, "Port": 443, "Weight": 100} for i in wave])
+    emulator.set_latency(0.3, operation="DescribeInstances")  # a real API's pace: the others ask meanwhile
     clock = FakeTime()
     hook = hook_for(emulator, clock, dataclasses.replace(LIVE, drain_seconds=0.0))
     outcomes = {}
@@ -206,4 +231,106 @@ def test_a_wave_of_interruptions_in_one_alb_group_is_removed_in_few_calls(emulat
     assert emulator.vserver_group_backends("rsp-wave") == []
     assert wait_for_alb_job(emulator, "sgp-wave") == []
     removals = [c for c in emulator.calls("RemoveServersFromServerGroup") if not c.code]
-    assert len(removals) < 10  # shared calls, not one per instance
+    # shared calls, not one per instance (20): gathered per group, and the re-reads of whoever asks together;
+    # bounds loose enough for a loaded machine, where the threads start spread out
+    assert len(removals) < 10 and len(emulator.calls("RemoveVServerGroupBackendServers")) < 10
+    assert emulator.request_counts()["DescribeInstances"] <= 3
+
+
+# ---- only a spot instance under interruption is drained (an alert names any instance it likes) ----------
+
+NOW_MS = 1_760_000_000_000
+
+
+def notice(reclaim_in: float | None, at_ms: int = NOW_MS, **extra) -> dict:
+    return {"event_uid": f"n-{at_ms}", "event_name": guards.INTERRUPTION, "instance_id": SPOT,
+            "event_time_ms": str(at_ms),
+            "not_before": "" if reclaim_in is None else events.format_time_ms(at_ms + int(reclaim_in * 1000))} | extra
+
+
+def stopped_event() -> dict:
+    return {"event_uid": "s", "event_name": guards.STATE_CHANGE, "state": "Stopped", "event_time_ms": str(NOW_MS)}
+
+
+@pytest.mark.parametrize("event, inline, history, found", [
+    (notice(300), True, [], "event"),                                  # inline: the notice itself
+    (stopped_event(), True, [notice(300)], None),                      # inline, not a notice
+    ({"event_name": guards.INTERRUPTION}, False, [], None),            # alert, nothing on record
+    ({"event_name": guards.INTERRUPTION}, False, [notice(300)], "history"),
+    ({"event_name": guards.INTERRUPTION}, False, [notice(-1)], None),  # its reclaim time is past
+    ({"event_name": guards.INTERRUPTION}, False, [notice(None, NOW_MS - 400_000)], None),  # 5 min default, past
+    ({"event_name": guards.INTERRUPTION}, False, [notice(None, NOW_MS - 100_000)], "history"),
+    ({"event_name": guards.INTERRUPTION}, False, [stopped_event()], None),
+])
+def test_interruption_notice(event, inline, history, found):
+    got = guards.interruption_notice(event, inline, history, NOW_MS / 1000)
+    assert got is {"event": event, "history": history[0] if history else None, None: None}[found]
+
+
+@pytest.mark.parametrize("strategy, has_notice, refusal", [
+    ("SpotAsPriceGo", True, ""),
+    ("SpotWithPriceLimit", True, ""),
+    ("NoSpot", True, "not-spot"),
+    ("", True, "not-spot"),
+    ("SpotAsPriceGo", False, "not-interrupted"),
+    ("NoSpot", False, "not-spot"),
+])
+def test_drain_refusal(strategy, has_notice, refusal):
+    instance = Instance(instance_id=SPOT, status="Running", tags={}, spot_strategy=strategy)
+    assert guards.drain_refusal(instance, notice(300) if has_notice else None) == refusal
+
+
+class History:
+    """The engine's history of committed events, as `recent_events` gives it to the hook."""
+
+    def __init__(self, *committed: dict):
+        self.committed = list(committed)
+
+    def __call__(self, instance_id: str) -> list[dict]:
+        return [e for e in self.committed if e.get("instance_id") == instance_id]
+
+
+def alert_drain(emulator, clock, history: History) -> list[dict]:
+    hook = LbDrainHook(LIVE, openapi(emulator), clock=clock, sleep=clock.sleep, recent_events=history)
+    event = dict(interruption(SPOT, clock.now), event_uid=f"alert:firing-1:{SPOT}")
+    return run(hook, event, ALERT)
+
+
+def test_an_alert_cannot_drain_an_on_demand_instance(emulator):
+    two_vserver_groups_and_an_alb_group(emulator)
+    emulator.add_instance(SPOT, spot_strategy="NoSpot")          # re-added: an ordinary on-demand instance
+    clock = FakeTime()
+    [record] = alert_drain(emulator, clock, History(interruption(SPOT, clock.now - 10)))
+    assert (record["decision"], record["reason"], record["trigger"]) == (SKIPPED, "not-spot", ALERT)
+    assert emulator.calls() == []
+
+
+def test_an_inline_notice_for_an_on_demand_instance_drains_nothing(emulator):
+    two_vserver_groups_and_an_alb_group(emulator)
+    emulator.add_instance(SPOT, spot_strategy="NoSpot")
+    clock = FakeTime()
+    [record] = run(hook_for(emulator, clock), interruption(SPOT, clock.now))
+    assert (record["decision"], record["reason"]) == (SKIPPED, "not-spot")
+    assert emulator.calls() == []
+
+
+@pytest.mark.parametrize("committed", [[], [dict(interruption(SPOT, 0), instance_id=OTHER)], "expired"])
+def test_an_alert_cannot_drain_a_spot_instance_with_no_live_notice_on_record(emulator, committed):
+    two_vserver_groups_and_an_alb_group(emulator)
+    clock = FakeTime()
+    if committed == "expired":
+        committed = [interruption(SPOT, clock.now - 400, reclaim_in=None)]
+    [record] = alert_drain(emulator, clock, History(*committed))
+    assert (record["decision"], record["reason"]) == (SKIPPED, "not-interrupted")
+    assert emulator.calls() == []
+
+
+def test_an_alert_drains_a_spot_instance_whose_notice_is_on_record(emulator):
+    two_vserver_groups_and_an_alb_group(emulator)
+    clock = FakeTime()
+    decision, outcome = alert_drain(emulator, clock, History(interruption(SPOT, clock.now - 60, reclaim_in=240)))
+    assert (decision["decision"], outcome["outcome"]) == (ACTED, SUCCEEDED)
+    # the deadline is the committed notice's: 180 s left, 30 s drained
+    assert float(decision["seconds_before_reclaim"]) == pytest.approx(180, abs=1)
+    assert float(outcome["seconds_before_reclaim"]) == pytest.approx(150, abs=1)
+    assert emulator.vserver_group_backends("rsp-api") == []

@@ -24,7 +24,7 @@ log = logging.getLogger("shipper.actions")
 RECENT_UIDS = 100_000  # (hook, event_uid) pairs remembered to ignore redeliveries
 HISTORY_PER_INSTANCE = 16  # recent events kept per instance for the guards (superseded, stop cause)
 HISTORY_INSTANCES = 50_000
-HISTORY_FIELDS = ("event_uid", "event_name", "state", "category", "event_status", "event_time_ms")
+HISTORY_FIELDS = ("event_uid", "event_name", "state", "category", "event_status", "event_time_ms", "not_before")
 
 
 class HookEngine:

@@ -18,6 +18,7 @@ from shipper.actions.openapi import Instance
 STATE_CHANGE = "Instance:StateChange"
 INTERRUPTION = "Instance:PreemptibleInstanceInterruption"
 RECENT_SECONDS = 3600.0                 # events this close to a stop can explain it
+RECLAIM_NOTICE_SECONDS = 300.0          # a spot notice comes about 5 minutes before the release
 FINANCIAL_LOCKS = frozenset({"financial", "dedicatedhostfinancial"})
 
 # stop causes
@@ -41,6 +42,37 @@ def opted_in(instance_id: str, tags: dict, opt_in_tag: str, instances: Iterable[
         key, _, value = opt_in_tag.partition("=")
         return key in tags and tags[key] == value
     return False
+
+
+def reclaim_time(event: dict) -> float:
+    """Epoch seconds of the expected release: `not_before`, else event time + 5 minutes."""
+    text = event.get("not_before", "")
+    if text:
+        try:
+            return _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_dt.timezone.utc).timestamp()
+        except ValueError:
+            pass
+    return _ms(event) / 1000 + RECLAIM_NOTICE_SECONDS
+
+
+def interruption_notice(event: dict, inline: bool, history: Iterable[dict], now: float) -> dict | None:
+    """The interruption notice that makes a drain legitimate, or None.
+
+    Inline, the event is the notice. An alert only names an instance (anyone holding the webhook token
+    can name any instance), so a committed notice for it whose reclaim time is still ahead must be on
+    record; the newest such notice is returned."""
+    if inline:
+        return event if event.get("event_name") == INTERRUPTION else None
+    notices = [e for e in history if e.get("event_name") == INTERRUPTION and reclaim_time(e) > now]
+    return max(notices, key=_ms, default=None)
+
+
+def drain_refusal(instance: Instance, notice: dict | None) -> str:
+    """"" when the instance may be drained: spot per its DescribeInstances re-read, and under interruption
+    (`notice` from interruption_notice); otherwise `not-spot` or `not-interrupted`."""
+    if not instance.is_spot:
+        return "not-spot"
+    return "" if notice is not None else "not-interrupted"
 
 
 def lock_reason(instance: Instance) -> str:

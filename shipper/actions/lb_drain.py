@@ -1,31 +1,47 @@
 """lb_drain: take an interrupted spot instance out of every load-balancer group before it is reclaimed.
 
 A spot instance gets one notice about 5 minutes before release (reference/events.md §5.2). Within that
-budget: find every membership (CLB vserver groups, CLB default backend lists, ALB and NLB server
-groups), optionally set weight 0 and let connections drain, then remove each membership exactly as it
-is listed (port, weight, type) — not the article's one hard-coded group on port 80.
+budget: check it really is a spot instance under interruption, find every membership (CLB vserver
+groups, CLB default backend lists, ALB and NLB server groups), optionally set weight 0 and let
+connections drain, then remove each membership exactly as it is listed (port, weight, type) — not the
+article's one hard-coded group on port 80.
+
+Reclaims come in waves of hundreds of instances, so nothing is done per instance that can be shared: the
+DescribeInstances re-read and the membership lookup of every instance asking at the same time are one
+call (Coalescer), and the removals of every instance queued on a group are one call, groups in parallel
+(GroupCalls). The hook decides on the engine's worker thread and hands the removals over: their outcome
+record is emitted when the last of them is settled, so a wave is not limited to the engine's workers.
 """
 from __future__ import annotations
 
-import datetime as _dt
+import dataclasses
+import heapq
+import itertools
 import json
+import logging
+import random
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from typing import Callable
+from typing import Callable, Iterable
 
-from shipper.actions import ACTED, DRY_RUN, FAILED, PENDING, SKIPPED, SUCCEEDED, action_record, guards
-from shipper.actions.openapi import ALB, NLB, ApiError, Backend, NotFound, OpenApi
+from shipper.actions import ACTED, DRY_RUN, FAILED, INLINE, PENDING, SKIPPED, SUCCEEDED, action_record, guards
+from shipper.actions.openapi import (
+    ALB, CLB_SERVERS_PER_CALL, ECS_IDS_PER_CALL, MAX_ATTEMPTS, NLB, SERVER_GROUP_REMOVALS_PER_CALL,
+    SERVER_GROUP_UPDATES_PER_CALL, ApiError, Backend, NotFound, OpenApi, backoff_seconds,
+)
 from shipper.config import LbDrainHook as LbDrainSettings
 
-RECLAIM_NOTICE_SECONDS = 300.0
+log = logging.getLogger(__name__)
+
 CLB_VSERVER, CLB_DEFAULT = "clb-vserver", "clb-default"
+GATHER_SECONDS = 0.1    # a group's first change waits this long for the rest of its wave
+CALL_THREADS = 16
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Membership:
     """One place an instance receives traffic from: `kind` is clb-vserver, clb-default, alb or nlb;
     `group_id` a vserver group, a CLB (its default list) or an ALB/NLB server group."""
@@ -38,28 +54,72 @@ class Membership:
                 "weight": self.backend.weight, "type": self.backend.type}
 
 
+class Coalescer:
+    """Answers lookups in shared calls: whoever asks while a call is in flight is served by the next one.
+
+    The first caller is served at once (no gathering delay); a wave of callers then costs one call per
+    `limit` keys instead of one per key. `fetch(keys)` returns {key: answer}; a missing key answers None."""
+
+    def __init__(self, fetch: Callable[[list], dict], limit: int | None = None):
+        self._fetch, self._limit = fetch, limit
+        self._lock = threading.Lock()
+        self._pending: dict = {}    # key -> Future
+        self._fetching = False
+
+    def get(self, key):
+        """The answer for `key`; raises what the shared fetch raised."""
+        with self._lock:
+            future = self._pending.setdefault(key, Future())
+        self._serve()
+        return future.result()
+
+    def _serve(self) -> None:
+        """Fetch batches until nothing is pending, unless another caller is already doing it."""
+        while True:
+            with self._lock:
+                if self._fetching or not self._pending:
+                    return
+                self._fetching = True
+                batch = {k: self._pending.pop(k) for k in list(self._pending)[:self._limit]}
+            try:
+                answers = self._fetch(list(batch))
+            except Exception as e:  # every caller of the batch gets the failure, as its own call would
+                for future in batch.values():
+                    future.set_exception(e)
+            else:
+                for key, future in batch.items():
+                    future.set_result(answers.get(key))
+            finally:
+                with self._lock:
+                    self._fetching = False
+
+
 class MembershipIndex:
     """instance id -> memberships over every LB of the region, rebuilt when older than `max_age`.
 
     Building it lists every CLB and group (expensive), so it is shared; an instance missing from an
-    index built before the interruption was issued triggers one rebuild (it may have joined since)."""
+    index built before the interruption was issued triggers one rebuild (it may have joined since).
+    The load balancers are described in parallel on `pool`."""
 
-    def __init__(self, api: OpenApi, max_age: float, clock: Callable[[], float]):
+    def __init__(self, api: OpenApi, max_age: float, clock: Callable[[], float], pool: ThreadPoolExecutor):
         self._api = api
         self._max_age = max_age
         self._clock = clock
+        self._pool = pool
         self._index: dict[str, list[Membership]] = {}
         self._built_at: float | None = None
         self._errors: list[str] = []
         self._lock = threading.Lock()
 
-    def lookup(self, instance_id: str, event_time: float) -> tuple[list[Membership], list[str]]:
-        """(memberships, error codes of the discovery calls that failed)."""
+    def lookup_many(self, keys: Iterable[tuple[str, float]]) -> dict[tuple, tuple[list[Membership], list[str]]]:
+        """(instance id, event time) -> (memberships, error codes of the discovery calls that failed);
+        at most one rebuild for all of them."""
+        keys = list(keys)
         with self._lock:
             stale = self._built_at is None or self._clock() - self._built_at > self._max_age
-            if stale or (instance_id not in self._index and self._built_at < event_time):
+            if stale or any(i not in self._index and self._built_at < t for i, t in keys):
                 self._rebuild()
-            return list(self._index.get(instance_id, [])), list(self._errors)
+            return {(i, t): (list(self._index.get(i, [])), list(self._errors)) for i, t in keys}
 
     def forget(self, instance_id: str) -> None:
         with self._lock:
@@ -69,92 +129,179 @@ class MembershipIndex:
         index: dict[str, list[Membership]] = defaultdict(list)
         errors: list[str] = []
         built_at = self._clock()
-        for discover in (self._clb, partial(self._server_groups, ALB), partial(self._server_groups, NLB)):
+        discoveries = [partial(self._server_groups, ALB), partial(self._server_groups, NLB)]
+        try:
+            discoveries += [partial(self._clb, lb_id) for lb_id in self._api.load_balancers()]
+        except ApiError as e:
+            errors.append(e.code)
+        for future in [self._pool.submit(discover) for discover in discoveries]:
             try:
-                for membership in discover():
+                for membership in future.result():
                     index[membership.backend.server_id].append(membership)
             except ApiError as e:
                 errors.append(e.code)
-        self._index, self._errors, self._built_at = dict(index), errors, built_at
+        self._index, self._errors, self._built_at = dict(index), list(dict.fromkeys(errors)), built_at
 
-    def _clb(self) -> list[Membership]:
-        found = []
-        for lb_id in self._api.load_balancers():
-            found += [Membership(CLB_DEFAULT, lb_id, b) for b in self._api.default_backends(lb_id)]
-            for group_id in self._api.vserver_groups(lb_id):
-                found += [Membership(CLB_VSERVER, group_id, b) for b in self._api.vserver_group_backends(group_id)]
+    def _clb(self, lb_id: str) -> list[Membership]:
+        found = [Membership(CLB_DEFAULT, lb_id, b) for b in self._api.default_backends(lb_id)]
+        for group_id in self._api.vserver_groups(lb_id):
+            found += [Membership(CLB_VSERVER, group_id, b) for b in self._api.vserver_group_backends(group_id)]
         return found
 
     def _server_groups(self, product: str) -> list[Membership]:
         return [Membership(product.lower(), group_id, b) for group_id, b in self._api.server_group_servers(product)]
 
 
-class _Waiter:
-    __slots__ = ("backends", "done", "error")
+@dataclasses.dataclass
+class _Member:
+    backend: Backend
+    settle: Callable[[str], None]   # called once: "" when the member is out (or was already), else the error code
+    alone: bool = False             # goes in a call of its own: a shared call was refused as not found
 
-    def __init__(self, backends: list[Backend]):
-        self.backends, self.done, self.error = backends, threading.Event(), None
+
+class _Queue:
+    """The members waiting on one group; `busy` while a call is scheduled or in flight. `locking`: a
+    change applies asynchronously and locks the group meanwhile (ALB/NLB), so the next call waits."""
+
+    def __init__(self, call: Callable[[list[Backend]], None], limit: int, locking: bool):
+        self.call, self.limit, self.locking = call, limit, locking
+        self.pending: list[_Member] = []
+        self.busy = False
+        self.failures = 0           # consecutive retryable failures
+
+    def take(self) -> list[_Member]:
+        """The next call's members: a solitary member alone, else up to `limit` (solitary ones come first)."""
+        size = 1 if self.pending[0].alone else self.limit
+        batch, self.pending = self.pending[:size], self.pending[size:]
+        return batch
 
 
 class GroupCalls:
-    """Changes to one group are made together: one call for every instance waiting on that group.
+    """Changes to one group go out together, one call in flight per group, groups in parallel.
 
-    Spot reclaims come in waves, and ALB/NLB lock a server group while a change is applied (another
-    change gets IncorrectStatus.ServerGroup), so one call per instance would queue up behind retries.
-    The first caller for a group waits `window` seconds, then changes every waiting member in one call
-    (the client splits it at the API's per-call limit); later callers join the next call.
-    """
+    Spot reclaims come in waves, and ALB/NLB lock a server group while a change applies (another change
+    gets IncorrectStatus.ServerGroup), so a call per instance would queue up behind retries. A group's
+    first change waits GATHER_SECONDS for the rest of its wave, then one call carries every queued member
+    up to the API's per-call limit; members queued while it is in flight go in the next call. A retryable
+    failure puts the batch back at the head of the queue and the group is tried again after a backoff,
+    together with whatever queued meanwhile. The waits are the dispatcher thread's timeouts: no calling
+    thread ever sleeps in them."""
 
-    def __init__(self, window: float = 0.05, sleep: Callable[[float], None] = time.sleep):
-        self._window, self._sleep = window, sleep
-        self._lock = threading.Lock()
-        self._pending: dict[tuple, list[_Waiter]] = {}
-        self._leading: set[tuple] = set()
+    def __init__(self, pool: ThreadPoolExecutor, gather: float = GATHER_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
+        self._pool, self._gather, self._clock = pool, gather, clock
+        self._random = random.Random()
+        self._cond = threading.Condition()
+        self._queues: dict[tuple, _Queue] = {}
+        self._due: list[tuple[float, int, tuple]] = []   # heap of (when, seq, queue key)
+        self._seq = itertools.count()
+        self._dispatcher: threading.Thread | None = None
 
-    def run(self, key: tuple, backends: list[Backend], call: Callable[[list[Backend]], None]) -> None:
-        """Apply `call` to `backends` (within a shared batch for `key`); raises that batch's ApiError."""
-        waiter = _Waiter(backends)
-        with self._lock:
-            self._pending.setdefault(key, []).append(waiter)
-            lead = key not in self._leading
-            if lead:
-                self._leading.add(key)
-        if lead:
-            self._lead(key, call)
-        waiter.done.wait()
-        if waiter.error:
-            raise waiter.error
+    def submit(self, key: tuple, call: Callable[[list[Backend]], None], limit: int, locking: bool,
+               backends: list[Backend], settle: Callable[[str], None]) -> None:
+        """Queue `backends` for `call` on the group `key`; settle(code) is called once per backend."""
+        with self._cond:
+            queue = self._queues.setdefault(key, _Queue(call, limit, locking))
+            queue.pending += [_Member(b, settle) for b in backends]
+            if not queue.busy:
+                queue.busy = True
+                self._schedule(key, self._gather)
+            if self._dispatcher is None:
+                self._dispatcher = threading.Thread(target=self._dispatch, name="shipper-lb-drain-calls",
+                                                    daemon=True)
+                self._dispatcher.start()
 
-    def _lead(self, key: tuple, call: Callable[[list[Backend]], None]) -> None:
-        self._sleep(self._window)
+    def _schedule(self, key: tuple, delay: float) -> None:
+        heapq.heappush(self._due, (self._clock() + delay, next(self._seq), key))
+        self._cond.notify()
+
+    def _dispatch(self) -> None:
         while True:
-            with self._lock:
-                batch = self._pending.pop(key, [])
-                if not batch:
-                    self._leading.discard(key)
-                    return
-            error = None
+            with self._cond:
+                while not self._due or self._due[0][0] > self._clock():
+                    self._cond.wait(self._due[0][0] - self._clock() if self._due else None)
+                _, _, key = heapq.heappop(self._due)
+                queue = self._queues[key]
+                batch = queue.take()
+            self._pool.submit(self._send, key, queue, batch)
+
+    def _send(self, key: tuple, queue: _Queue, batch: list[_Member]) -> None:
+        try:
+            queue.call(list(dict.fromkeys(m.backend for m in batch)))
+        except NotFound as e:
+            if len(batch) == 1:
+                return self._settle(key, queue, batch, "")     # already gone: the goal is reached
+            for member in batch:  # ALB/NLB refuse a whole call over one member already gone: find which
+                member.alone = True
+            return self._requeue(key, queue, batch, 0.0)
+        except ApiError as e:
+            queue.failures += 1
+            if e.retryable and queue.failures < MAX_ATTEMPTS:
+                return self._requeue(key, queue, batch, backoff_seconds(queue.failures, self._random))
+            log.warning("lb_drain: %s on %s failed for %d members: %s", key[0], key[2], len(batch), e)
+            return self._settle(key, queue, batch, e.code)
+        self._settle(key, queue, batch, "")
+
+    def _requeue(self, key: tuple, queue: _Queue, batch: list[_Member], delay: float) -> None:
+        with self._cond:
+            queue.pending = batch + queue.pending
+            self._schedule(key, delay)
+
+    def _settle(self, key: tuple, queue: _Queue, batch: list[_Member], code: str) -> None:
+        with self._cond:
+            queue.failures = 0
+            if queue.pending:  # right after a change a locking group would only answer "busy"
+                self._schedule(key, backoff_seconds(1, self._random) if queue.locking and not code else 0.0)
+            else:
+                queue.busy = False
+        for member in batch:
             try:
-                call([b for w in batch for b in w.backends])
-            except ApiError as e:
-                error = e
-            for waiter in batch:
-                waiter.error = error
-                waiter.done.set()
+                member.settle(code)
+            except Exception:  # a failed record must not stop the other members' outcomes
+                log.exception("lb_drain: settling a member of %s failed", key[2])
+
+
+class _Tally:
+    """Counts the settled members of one instance's change; after the last, done(members out, error codes)."""
+
+    def __init__(self, total: int, done: Callable[[int, list[str]], None]):
+        self._left, self._done = total, done
+        self._out, self._codes = 0, []
+        self._lock = threading.Lock()
+
+    def settle(self, code: str) -> None:
+        with self._lock:
+            self._left -= 1
+            if code:
+                self._codes.append(code)
+            else:
+                self._out += 1
+            last = self._left == 0
+        if last:
+            self._done(self._out, self._codes)
 
 
 class LbDrainHook:
     name = "lb_drain"
 
     def __init__(self, settings: LbDrainSettings, api: OpenApi, *, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep,
+                 recent_events: Callable[[str], Iterable[dict]] | None = None):
+        """`recent_events(instance_id)`: the committed events known for that instance (the engine's
+        history), where an alert-triggered drain must find the instance's interruption notice. That history
+        lives in process memory only: after a restart an alert finds no notice and is skipped
+        `not-interrupted` (the safe side) until a notice is committed again."""
         self._settings = settings
         self._api = api
         self._clock = clock
         self._sleep = sleep
-        self._index = MembershipIndex(api, settings.discovery_cache_seconds, clock)
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="shipper-lb-drain")
-        self._group_calls = GroupCalls()  # a real 50 ms gathering window, not part of the drain timeline
+        self._recent_events = recent_events or (lambda instance_id: ())
+        self._pool = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="shipper-lb-drain")
+        self._index = MembershipIndex(api, settings.discovery_cache_seconds, clock, self._pool)
+        # late-bound: a hook built without an api still answers wants()
+        self._instances = Coalescer(lambda ids: self._api.describe_instances(ids), ECS_IDS_PER_CALL)
+        self._memberships = Coalescer(self._index.lookup_many)
+        self._group_calls = GroupCalls(self._pool)
 
     def wants(self, event: dict) -> bool:
         return (event.get("event_name") == guards.INTERRUPTION
@@ -164,20 +311,15 @@ class LbDrainHook:
         return 0.0
 
     def run(self, event: dict, trigger: str, emit: Callable[[dict], None]) -> None:
+        """Decide (and emit the decision) on this thread; removals are handed over and their outcome record
+        is emitted from the thread that settles the last of them."""
         instance_id = event.get("instance_id", "")
         record = partial(action_record, hook=self.name, trigger=trigger, event=event)
-        if not guards.is_real_instance_id(instance_id):
-            emit(record(decision=SKIPPED, reason="masked-id"))
+        skip, deadline = self._admit(event, trigger)
+        if skip:
+            emit(record(decision=SKIPPED, **skip))
             return
-        deadline = reclaim_time(event)
-        if deadline <= self._clock():
-            emit(record(decision=SKIPPED, reason="deadline-passed", seconds_before_reclaim=deadline - self._clock()))
-            return
-        reason, error_code = self._opt_in_reason(instance_id)
-        if reason:
-            emit(record(decision=SKIPPED, reason=reason, error_code=error_code))
-            return
-        memberships, errors = self._index.lookup(instance_id, _event_seconds(event))
+        memberships, errors = self._memberships.get((instance_id, _event_seconds(event)))
         detail = {"memberships": [m.as_detail() for m in memberships]}
         record = partial(record, detail=_json(detail))
         if not memberships:
@@ -192,92 +334,82 @@ class LbDrainHook:
         groups = _by_group(memberships)
         if self._settings.drain_seconds > 0 and self._drain_wait(deadline) > 0:
             errors += self._drain(groups, deadline)
-        removed, seconds_left, removal_errors = self._remove_all(groups, deadline)
-        if removed == len(memberships):
-            self._index.forget(instance_id)
-        detail |= {"removed": removed, "total": len(memberships)}
-        emit(record(decision=ACTED, outcome=SUCCEEDED if removed == len(memberships) else FAILED,
-                    error_code=",".join(dict.fromkeys(errors + removal_errors)), finished=True,
-                    detail=_json(detail), decided_time=decision["decided_time"],
-                    seconds_before_reclaim=seconds_left))
+
+        def finished(removed: int, removal_errors: list[str]) -> None:
+            if removed == len(memberships):
+                self._index.forget(instance_id)
+            emit(record(decision=ACTED, outcome=SUCCEEDED if removed == len(memberships) else FAILED,
+                        error_code=",".join(dict.fromkeys(errors + removal_errors)), finished=True,
+                        detail=_json(detail | {"removed": removed, "total": len(memberships)}),
+                        decided_time=decision["decided_time"], seconds_before_reclaim=deadline - self._clock()))
+
+        self._change(groups, "remove", _Tally(len(memberships), finished).settle)
+
+    def _admit(self, event: dict, trigger: str) -> tuple[dict, float]:
+        """(skip record fields, {} to go on; the reclaim deadline). The instance is re-read (shared
+        DescribeInstances) only once the cheap checks pass."""
+        instance_id = event.get("instance_id", "")
+        if not guards.is_real_instance_id(instance_id):
+            return {"reason": "masked-id"}, 0.0
+        history = () if trigger == INLINE else self._recent_events(instance_id)
+        notice = guards.interruption_notice(event, trigger == INLINE, history, self._clock())
+        deadline = guards.reclaim_time(notice) if notice else 0.0
+        if notice and deadline <= self._clock():
+            return {"reason": "deadline-passed", "seconds_before_reclaim": deadline - self._clock()}, deadline
+        try:
+            instance = self._instances.get(instance_id)
+        except ApiError as e:
+            return {"reason": "describe-failed", "error_code": e.code}, deadline
+        if instance is None:
+            return {"reason": "not-found"}, deadline
+        refusal = guards.drain_refusal(instance, notice)
+        if refusal:
+            return {"reason": refusal}, deadline
+        s = self._settings
+        if not guards.opted_in(instance_id, instance.tags, s.opt_in_tag, s.instances):
+            return {"reason": "not-opted-in"}, deadline
+        return {}, deadline
 
     def _drain(self, groups: dict[tuple[str, str], list[Backend]], deadline: float) -> list[str]:
         """Weight 0 everywhere, then wait while the deadline allows; the error codes of failed calls."""
-        errors = []
-        for (kind, group_id), backends in groups.items():
-            try:
-                self._set_weight_zero(kind, group_id, backends)
-            except ApiError as e:
-                errors.append(e.code)
+        settled = threading.Event()
+        codes: list[str] = []
+
+        def done(_out: int, errors: list[str]) -> None:
+            codes.extend(errors)
+            settled.set()
+
+        drained = {group: [dataclasses.replace(b, weight=0) for b in backends] for group, backends in groups.items()}
+        self._change(drained, "weight", _Tally(sum(map(len, groups.values())), done).settle)
+        settled.wait()
         wait = self._drain_wait(deadline)
         if wait > 0:
             self._sleep(wait)
-        return errors
+        return codes
 
-    def _remove_all(self, groups: dict[tuple[str, str], list[Backend]],
-                    deadline: float) -> tuple[int, float, list[str]]:
-        """(members removed, seconds before reclaim after the last removal call, error codes).
+    def _change(self, groups: dict[tuple[str, str], list[Backend]], op: str, settle: Callable[[str], None]) -> None:
+        for (kind, group_id), backends in groups.items():
+            call, limit = self._call(op, kind, group_id)
+            locking = kind not in (CLB_VSERVER, CLB_DEFAULT)
+            self._group_calls.submit((op, kind, group_id), call, limit, locking, backends, settle)
 
-        The groups are independent, so their removals run at once: the slowest one sets the time."""
-        def remove(item) -> tuple[int, str]:
-            (kind, group_id), backends = item
-            try:
-                self._remove(kind, group_id, backends)
-            except NotFound:
-                pass                         # already gone: the goal is reached
-            except ApiError as e:
-                return 0, e.code
-            return len(backends), ""
-
-        results = list(self._pool.map(remove, groups.items()))
-        seconds_left = deadline - self._clock()
-        return sum(n for n, _ in results), seconds_left, [code for _, code in results if code]
-
-    def _opt_in_reason(self, instance_id: str) -> tuple[str, str]:
-        """(skip reason, error code), both "" when opted in; the tag is read only when it matters."""
-        s = self._settings
-        if instance_id in s.instances or not s.opt_in_tag:
-            return ("", "") if guards.opted_in(instance_id, {}, "", s.instances) else ("not-opted-in", "")
-        try:
-            tags = self._api.describe_instance(instance_id).tags
-        except NotFound:
-            return "not-found", ""
-        except ApiError as e:
-            return "describe-failed", e.code
-        return ("", "") if guards.opted_in(instance_id, tags, s.opt_in_tag, s.instances) else ("not-opted-in", "")
+    def _call(self, op: str, kind: str, group_id: str) -> tuple[Callable[[list[Backend]], None], int]:
+        """The API call that applies `op` to a group of `kind`, and its per-call member limit."""
+        api = self._api
+        if kind == CLB_VSERVER:
+            call = api.remove_vserver_group_backends if op == "remove" else api.set_vserver_group_weights
+            return partial(call, group_id, retry=False), CLB_SERVERS_PER_CALL
+        if kind == CLB_DEFAULT:
+            call = api.remove_default_backends if op == "remove" else api.set_default_backend_weights
+            return partial(call, group_id, retry=False), CLB_SERVERS_PER_CALL
+        if op == "remove":
+            return (partial(api.remove_server_group_servers, _product(kind), group_id, retry=False),
+                    SERVER_GROUP_REMOVALS_PER_CALL)
+        return (partial(api.set_server_group_weights, _product(kind), group_id, retry=False),
+                SERVER_GROUP_UPDATES_PER_CALL)
 
     def _drain_wait(self, deadline: float) -> float:
         return min(self._settings.drain_seconds, deadline - self._settings.safety_margin_seconds - self._clock())
-
-    def _set_weight_zero(self, kind: str, group_id: str, backends: list[Backend]) -> None:
-        drained = [Backend(b.server_id, b.port, 0, b.type, b.server_ip) for b in backends]
-        if kind == CLB_VSERVER:
-            call = partial(self._api.set_vserver_group_weights, group_id)
-        elif kind == CLB_DEFAULT:
-            call = partial(self._api.set_default_backend_weights, group_id)
-        else:
-            call = partial(self._api.set_server_group_weights, _product(kind), group_id)
-        self._group_calls.run(("weight", kind, group_id), drained, call)
-
-    def _remove(self, kind: str, group_id: str, backends: list[Backend]) -> None:
-        if kind == CLB_VSERVER:
-            call = partial(self._api.remove_vserver_group_backends, group_id)
-        elif kind == CLB_DEFAULT:
-            call = partial(self._api.remove_default_backends, group_id)
-        else:
-            call = partial(self._api.remove_server_group_servers, _product(kind), group_id)
-        self._group_calls.run(("remove", kind, group_id), backends, call)
-
-
-def reclaim_time(event: dict) -> float:
-    """Epoch seconds of the expected release: `not_before`, else event time + 5 minutes."""
-    text = event.get("not_before", "")
-    if text:
-        try:
-            return _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_dt.timezone.utc).timestamp()
-        except ValueError:
-            pass
-    return _event_seconds(event) + RECLAIM_NOTICE_SECONDS
 
 
 def _event_seconds(event: dict) -> float:

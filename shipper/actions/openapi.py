@@ -40,6 +40,12 @@ BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 8.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 CLB_SERVERS_PER_CALL = 20           # documented limit of BackendServers per CLB call
+# ALB/NLB: RemoveServersFromServerGroup takes up to 200 servers a call, UpdateServerGroupServersAttribute
+# up to 40 (the API references, repeated in the alibabacloud SDK models of both products)
+SERVER_GROUP_REMOVALS_PER_CALL = 200
+SERVER_GROUP_UPDATES_PER_CALL = 40
+ECS_IDS_PER_CALL = 100              # DescribeInstances InstanceIds
+SPOT_STRATEGIES = frozenset({"SpotAsPriceGo", "SpotWithPriceLimit"})
 
 RETRYABLE_CODES = frozenset({
     "Throttling", "Throttling.User", "Throttling.Api", "ServiceUnavailable", "InternalError", "UnknownError",
@@ -87,7 +93,8 @@ class Instance:
 
     @property
     def is_spot(self) -> bool:
-        return self.spot_strategy not in ("", "NoSpot")
+        """Only the two spot strategies count: an unknown value is not taken for spot (NoSpot is on-demand)."""
+        return self.spot_strategy in SPOT_STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -137,8 +144,7 @@ class OpenApi:
     def describe_instances(self, instance_ids: list[str]) -> dict[str, Instance]:
         """The instances that exist among `instance_ids` (released ones are simply absent)."""
         found: dict[str, Instance] = {}
-        for start in range(0, len(instance_ids), 100):
-            ids = instance_ids[start:start + 100]
+        for ids in _chunks(instance_ids, ECS_IDS_PER_CALL):
             body = self._call(ECS, "DescribeInstances", {"InstanceIds": json.dumps(ids), "PageSize": "100"})
             for raw in _listed(body, "Instances", "Instance"):
                 instance = _instance(raw)
@@ -193,26 +199,32 @@ class OpenApi:
         body = self._call(SLB, "DescribeVServerGroupAttribute", {"VServerGroupId": group_id})
         return [_clb_backend(b) for b in _listed(body, "BackendServers", "BackendServer")]
 
-    def set_vserver_group_weights(self, group_id: str, backends: list[Backend]) -> None:
+    # The mutating calls below take `retry=False` from a caller that retries on its own schedule (lb_drain
+    # merges a busy group's retry with the members queued meanwhile instead of sleeping on a thread).
+
+    def set_vserver_group_weights(self, group_id: str, backends: list[Backend], *, retry: bool = True) -> None:
         """Change the weight of existing members (identified by ServerId + Port) to their `weight`."""
         for chunk in _chunks(backends, CLB_SERVERS_PER_CALL):
             self._call(SLB, "SetVServerGroupAttribute",
-                       {"VServerGroupId": group_id, "BackendServers": _clb_servers(chunk, with_port=True)})
+                       {"VServerGroupId": group_id, "BackendServers": _clb_servers(chunk, with_port=True)}, retry)
 
-    def remove_vserver_group_backends(self, group_id: str, backends: list[Backend]) -> None:
+    def remove_vserver_group_backends(self, group_id: str, backends: list[Backend], *, retry: bool = True) -> None:
         for chunk in _chunks(backends, CLB_SERVERS_PER_CALL):
             self._call(SLB, "RemoveVServerGroupBackendServers",
-                       {"VServerGroupId": group_id, "BackendServers": _clb_servers(chunk, with_port=True)})
+                       {"VServerGroupId": group_id, "BackendServers": _clb_servers(chunk, with_port=True)}, retry)
 
-    def set_default_backend_weights(self, load_balancer_id: str, backends: list[Backend]) -> None:
+    def set_default_backend_weights(self, load_balancer_id: str, backends: list[Backend], *,
+                                    retry: bool = True) -> None:
         for chunk in _chunks(backends, CLB_SERVERS_PER_CALL):
             self._call(SLB, "SetBackendServers",
-                       {"LoadBalancerId": load_balancer_id, "BackendServers": _clb_servers(chunk, with_port=False)})
+                       {"LoadBalancerId": load_balancer_id, "BackendServers": _clb_servers(chunk, with_port=False)},
+                       retry)
 
-    def remove_default_backends(self, load_balancer_id: str, backends: list[Backend]) -> None:
+    def remove_default_backends(self, load_balancer_id: str, backends: list[Backend], *, retry: bool = True) -> None:
         for chunk in _chunks(backends, CLB_SERVERS_PER_CALL):
             self._call(SLB, "RemoveBackendServers",
-                       {"LoadBalancerId": load_balancer_id, "BackendServers": _clb_servers(chunk, with_port=False)})
+                       {"LoadBalancerId": load_balancer_id, "BackendServers": _clb_servers(chunk, with_port=False)},
+                       retry)
 
     # ---- ALB / NLB ----------------------------------------------------------------------------------
 
@@ -236,23 +248,28 @@ class OpenApi:
             if not token:
                 return found
 
-    def set_server_group_weights(self, product: str, group_id: str, backends: list[Backend]) -> None:
-        params = {"ServerGroupId": group_id, "ClientToken": str(uuid.uuid4())}
-        for n, b in enumerate(backends, 1):
-            params.update(_group_server(n, b))
-            params[f"Servers.{n}.Weight"] = str(b.weight)
-        self._call(product, "UpdateServerGroupServersAttribute", params)
+    def set_server_group_weights(self, product: str, group_id: str, backends: list[Backend], *,
+                                 retry: bool = True) -> None:
+        for chunk in _chunks(backends, SERVER_GROUP_UPDATES_PER_CALL):
+            params = {"ServerGroupId": group_id, "ClientToken": str(uuid.uuid4())}
+            for n, b in enumerate(chunk, 1):
+                params.update(_group_server(n, b))
+                params[f"Servers.{n}.Weight"] = str(b.weight)
+            self._call(product, "UpdateServerGroupServersAttribute", params, retry)
 
-    def remove_server_group_servers(self, product: str, group_id: str, backends: list[Backend]) -> None:
-        params = {"ServerGroupId": group_id, "ClientToken": str(uuid.uuid4())}
-        for n, b in enumerate(backends, 1):
-            params.update(_group_server(n, b))
-        self._call(product, "RemoveServersFromServerGroup", params)
+    def remove_server_group_servers(self, product: str, group_id: str, backends: list[Backend], *,
+                                    retry: bool = True) -> None:
+        for chunk in _chunks(backends, SERVER_GROUP_REMOVALS_PER_CALL):
+            params = {"ServerGroupId": group_id, "ClientToken": str(uuid.uuid4())}
+            for n, b in enumerate(chunk, 1):
+                params.update(_group_server(n, b))
+            self._call(product, "RemoveServersFromServerGroup", params, retry)
 
     # ---- the one place requests are made ------------------------------------------------------------
 
-    def _call(self, product: str, action: str, params: dict[str, str]) -> dict:
-        """One action, retried on throttling / busy / 5xx with jittered exponential backoff."""
+    def _call(self, product: str, action: str, params: dict[str, str], retry: bool = True) -> dict:
+        """One action, retried on throttling / busy / 5xx with jittered exponential backoff (unless not `retry`:
+        then the first ApiError is raised, `retryable` telling the caller whether to try again)."""
         attempt = 1
         while True:
             request = CommonRequest(domain=self._endpoints[product], version=VERSIONS[product],
@@ -269,11 +286,11 @@ class OpenApi:
                     return json.loads(body)
                 except ValueError:
                     raise ApiError("InvalidResponse", f"{action} answered with non-JSON") from None
-            if not error.retryable or attempt == MAX_ATTEMPTS:
-                log.warning("%s %s failed: %s", product, action, error)
+            if not retry or not error.retryable or attempt == MAX_ATTEMPTS:
+                final = not (error.retryable and not retry)     # else the caller tries again
+                log.log(logging.WARNING if final else logging.INFO, "%s %s failed: %s", product, action, error)
                 raise error
-            delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
-            delay *= self._random.uniform(0.5, 1.0)
+            delay = backoff_seconds(attempt, self._random)
             log.info("%s %s: %s; retry %d/%d in %.2fs", product, action, error.code, attempt, MAX_ATTEMPTS - 1,
                      delay)
             self._sleep(delay)
@@ -295,6 +312,11 @@ class OpenApi:
             for form in {secret, quote(secret, safe=""), quote(quote(secret, safe=""), safe="")}:
                 text = text.replace(form, "***")
         return text
+
+
+def backoff_seconds(attempt: int, rng: random.Random) -> float:
+    """The jittered exponential wait after failed attempt number `attempt` (1, 2, …)."""
+    return min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)) * rng.uniform(0.5, 1.0)
 
 
 def _listed(body: dict, outer: str, inner: str) -> list[dict]:
