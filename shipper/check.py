@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 from shipper.config import Config, HttpSource, MnsSource, SimulateSource, SlsSink, SqliteSink, parse_listen
 
@@ -87,9 +90,9 @@ def _check_http(source: HttpSource) -> list[Finding]:
         with socket.create_server((host, port)):
             pass
         findings.append(Finding("ok", f"http source: {source.listen} is free to listen on"))
-    except OSError as e:
-        findings.append(Finding("warn", f"http source: cannot listen on {source.listen} ({e.strerror or e}); "
-                                        f"is shipper already running there?"))
+    except OSError as e:  # `shipper run` binds the same address and stops when it cannot
+        findings.append(Finding("FAIL", f"http source: cannot listen on {source.listen} ({e.strerror or e}); "
+                                        f"stop what holds it (another shipper?) or change `listen`"))
     return findings
 
 
@@ -112,10 +115,33 @@ def _check_mns(source: MnsSource) -> Finding:
 def _check_sqlite(sink: SqliteSink) -> Finding:
     from shipper.sinks.sqlite import StoreError, connect
 
+    path = Path(sink.path)
+    # No write bit at all means read-only by intent. Root writes it anyway (so os.access and even a real
+    # write say yes when `check` runs as root), but `shipper run` as a service user would 503 every push.
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else None
+    if mode is not None and not mode & 0o222:
+        return Finding("FAIL", f"sqlite sink: {path} is read-only (mode {mode:04o}): every push would get 503; "
+                               f"chmod u+w {path}")
     try:
-        conn = connect(sink.path)
-        count = conn.execute('SELECT count(*) FROM "ecs-events"').fetchone()[0]
-        conn.close()
+        conn = connect(path)
+        try:
+            count = conn.execute('SELECT count(*) FROM "ecs-events"').fetchone()[0]
+            _probe_write(conn)
+        finally:
+            conn.close()
     except StoreError as e:
         return Finding("FAIL", f"sqlite sink: {e}")
-    return Finding("ok", f"sqlite sink: {sink.path} writable ({count} events stored)")
+    except sqlite3.Error as e:
+        return Finding("FAIL", f"sqlite sink: {path} cannot be written ({e}); every push would get 503: "
+                               f"check the owner and mode of the file and its folder")
+    return Finding("ok", f"sqlite sink: {path} writable ({count} events stored)")
+
+
+def _probe_write(conn) -> None:
+    """Insert a row and roll it back: SQLite opens a file it may only read without a word (read-only), and
+    only a real write finds out."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute('INSERT INTO "shipper-deadletter" DEFAULT VALUES')
+    finally:
+        conn.execute("ROLLBACK")

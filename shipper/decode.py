@@ -20,6 +20,16 @@ _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\r\n]+")
 # k=v&k=v with no whitespace: a form body that arrived without a content type (e.g. from a file).
 _FORM_TEXT = re.compile(r"[^=&\s]+=[^&\s]*(?:&[^=&\s]+=[^&\s]*)*")
 _SNIPPET_CHARS = 40
+# The charsets a form push may declare, by every name it is sent under: UTF-8 (what CloudMonitor sends),
+# GBK and GB18030 (Chinese-locale senders; GB2312 text is GBK text) and Latin-1. Only these: any other name
+# would hand the body to an arbitrary Python codec (unicode_escape and utf-7 make lone surrogates, which no
+# store can encode; punycode raises errors of its own).
+_FORM_CHARSETS = {
+    "utf-8": "utf-8", "utf8": "utf-8",
+    "gbk": "gbk", "gb2312": "gbk", "cp936": "gbk",
+    "gb18030": "gb18030",
+    "latin-1": "latin-1", "latin1": "latin-1", "iso-8859-1": "latin-1", "iso8859-1": "latin-1",
+}
 
 
 class Rejected(Exception):
@@ -69,7 +79,7 @@ def decode(data: bytes, *, content_type: str | None = None, max_bytes: int = DEF
 
 
 def _form_charset(content_type: str | None) -> str | None:
-    """The charset of a declared form body (UTF-8 unless named), None when not a form."""
+    """The charset name a declared form body says (UTF-8 unless named), None when not a form."""
     if not content_type:
         return None
     media_type, *params = content_type.split(";")
@@ -107,14 +117,21 @@ def _parse_base64(text: str):
     return _parse_json(inner, BAD_ENCODING)
 
 
+def _form_codec(charset: str) -> str:
+    """The Python codec for a declared charset; Rejected(bad-encoding) unless it is one of _FORM_CHARSETS."""
+    codec = _FORM_CHARSETS.get(charset.lower())
+    if codec is None:
+        raise Rejected(BAD_ENCODING, f"charset {_snippet(charset)} is not accepted; send utf-8, gbk, gb18030 or latin-1")
+    return codec
+
+
 def _parse_form(text: str, charset: str) -> dict:
     """Form fields as a dict of strings; a lone `data`/`body` field holding a JSON object is that object."""
+    codec = _form_codec(charset)
     try:
-        fields = dict(urllib.parse.parse_qsl(text, keep_blank_values=True, encoding=charset, errors="strict"))
+        fields = dict(urllib.parse.parse_qsl(text, keep_blank_values=True, encoding=codec, errors="strict"))
     except UnicodeDecodeError:
-        raise Rejected(BAD_ENCODING, f"form field not valid {charset}") from None
-    except LookupError:
-        raise Rejected(BAD_ENCODING, f"unknown charset {_snippet(charset)}") from None
+        raise Rejected(BAD_ENCODING, f"form field not valid {codec}") from None
     wrapped = fields.get("data", fields.get("body")) if len(fields) == 1 else None
     if wrapped is not None:
         try:

@@ -89,7 +89,11 @@ EVENTS_COMMITTED = Counter("shipper_events_committed_total", "Events committed t
 EVENTS_STORED = Counter("shipper_events_stored_total", "Rows new to a sink (repeats of an event_uid are not counted by SQLite).")
 DEAD_LETTERS = Counter("shipper_dead_letters_total", "Messages dead-lettered, by reason code.")
 SINK_ERRORS = Counter("shipper_sink_errors_total", "Batch writes a sink refused.")
+CACHE_SAVE_ERRORS = Counter("shipper_cache_save_errors_total",
+                            "Instance cache saves that failed; the entries stay unsaved and are saved again next time.")
 HTTP_REQUESTS = Counter("shipper_http_requests_total", "HTTP source requests by status code.")
+HTTP_TOKEN_LOCKOUTS = Counter("shipper_http_token_lockouts_total",
+                              "Client addresses answered 429 for a while after too many missing or wrong tokens.")
 INFLIGHT = Gauge("shipper_inflight_events", "Records buffered and not yet committed.")
 BATCH_SECONDS = Histogram("shipper_batch_write_seconds", "Time to write one batch to every sink.")
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import orjson
 
-from .decode import DEFAULT_MAX_BYTES, NOT_AN_EVENT, Rejected, decode
+from .decode import BAD_ENCODING, DEFAULT_MAX_BYTES, NOT_AN_EVENT, Rejected, decode
 from .events import STATES, format_time_ms, new_event
 
 ENVELOPE_CMS, ENVELOPE_SUBSCRIPTION, ENVELOPE_EVENTBRIDGE = "cms", "cms-subscription", "eventbridge"
@@ -47,6 +47,7 @@ _ARN_KIND_TYPES = {"instance": "instance", "disk": "disk", "snapshot": "snapshot
 _NAME_PREFIX_TYPES = {"Instance": "instance", "Disk": "disk", "Snapshot": "snapshot", "NetworkInterface": "network-interface"}
 _CONTENT_ID_KEYS = {"disk": "diskId", "snapshot": "snapshotId", "network-interface": "eniId"}
 
+_INT_TEXT_RANGE = range(-(2**63), 2**64)  # what JSON producers write as numbers; orjson reads no others
 _EPOCH_SECONDS_BELOW = 10**11  # smaller epoch numbers are seconds, not milliseconds
 _MAX_MS = 253402300800000  # 10000-01-01T00:00:00Z, beyond what format_time_ms can print
 _PRC_OFFSET_MINUTES = 8 * 60
@@ -117,7 +118,7 @@ def normalize(doc: dict, *, raw: str, received_ms: int) -> dict:
         not_before_ms = event_ms + INTERRUPTION_NOTICE_MS
 
     detail = _compact_json(content)
-    return new_event(
+    return _valid_unicode(new_event(
         event_uid=env.uid or _content_uid(content),
         envelope=env.envelope,
         event_time=format_time_ms(event_ms),
@@ -145,7 +146,7 @@ def normalize(doc: dict, *, raw: str, received_ms: int) -> dict:
         public_ip=_text(content.get("publicIpAddress")),
         detail=detail,
         raw=raw,
-    )
+    ))
 
 
 def parse_time_ms(value) -> int | None:
@@ -325,16 +326,46 @@ def _text(value) -> str:
     """A scalar as schema text; anything else (missing, null, objects, lists, booleans) is empty."""
     if isinstance(value, str):
         return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, bool):
+        return ""
+    if isinstance(value, int):
+        if value not in _INT_TEXT_RANGE:  # only a dict built in Python holds one (str() fails past 4300 digits)
+            raise Rejected(NOT_AN_EVENT, "an integer beyond 64 bits where the schema expects text")
+        return str(value)
+    if isinstance(value, float):
         return str(value)
     return ""
+
+
+def _valid_unicode(record: dict) -> dict:
+    """The record, when every value encodes as UTF-8; a lone surrogate (from a decoded dict, never from bytes
+    decode() accepted) would fail every store later, so the message is rejected here, whole."""
+    for name, value in record.items():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise Rejected(BAD_ENCODING, f"`{name}` is not valid Unicode: lone surrogate "
+                                         f"U+{ord(value[exc.start]):04X} at character {exc.start}") from None
+    return record
 
 
 def _compact_json(value) -> str:
     try:
         return orjson.dumps(value).decode("utf-8")
-    except orjson.JSONEncodeError as exc:  # nesting deeper than orjson writes, non-JSON values
-        raise Rejected(NOT_AN_EVENT, f"cannot serialize the event: {exc}") from None
+    except orjson.JSONEncodeError as exc:
+        raise _unserializable(value, exc) from None
+
+
+def _unserializable(value, exc: orjson.JSONEncodeError) -> Rejected:
+    """Why orjson could not write `value`: text that is not valid Unicode (bad-encoding), or a shape JSON
+    cannot hold: nesting deeper than orjson writes, integers beyond 64 bits, non-JSON values (not-an-event)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return Rejected(BAD_ENCODING, "the event content is not valid Unicode (a lone surrogate)")
+    except (TypeError, ValueError, RecursionError):
+        pass
+    return Rejected(NOT_AN_EVENT, f"cannot serialize the event: {exc}")
 
 
 def _content_uid(content: dict) -> str:

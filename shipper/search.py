@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from shipper import events
 from shipper.normalize import parse_time_ms
 from shipper.query.parser import QueryError, parse
-from shipper.query.sqlite import to_sqlite
+from shipper.query.sqlite import authorizer, to_sqlite
 
 DEFAULT_COLUMNS = ("event_time", "instance_id", "event_name", "state", "event_status", "instance_name", "region_id")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
@@ -61,19 +61,36 @@ class Rows:
 
 
 class SqliteStore:
-    """Searches the embedded store (a read-only connection)."""
+    """Searches the embedded store (a read-only connection), each query bounded in what it may read,
+    in time (`time_limit_seconds`) and in the size of any one value (MAX_VALUE_BYTES)."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    # 50x the largest value a default config stores (raw_base64 of a 1 MiB message); stops one SQL
+    # expression from building a value that exhausts memory.
+    MAX_VALUE_BYTES = 64 << 20
+
+    def __init__(self, conn: sqlite3.Connection, time_limit_seconds: float = 60.0):
         self.conn = conn
+        self.time_limit_seconds = time_limit_seconds
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self.MAX_VALUE_BYTES)
 
     def search(self, text: str, *, table: str = events.EVENTS_TABLE, since_ms: int | None = None,
                until_ms: int | None = None, limit: int = 100) -> Rows:
-        sql, params = to_sqlite(parse(text), table, since_ms=since_ms, until_ms=until_ms, limit=limit)
+        query = parse(text)
+        sql, params = to_sqlite(query, table, since_ms=since_ms, until_ms=until_ms, limit=limit)
+        refused: list[str] = []
+        deadline = time.monotonic() + self.time_limit_seconds
+        self.conn.set_authorizer(authorizer(table, sql_part=query.sql is not None, refused=refused))
+        self.conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
         try:
             cursor = self.conn.execute(sql, params)
+            return Rows([d[0] for d in cursor.description], [tuple(map(_cell, row)) for row in cursor])
+        except OverflowError:
+            raise QueryError("a number in the query, --since, --from or --to is out of range") from None
         except sqlite3.Error as e:
-            raise QueryError(f"the local store cannot run this query: {e}") from None
-        return Rows([d[0] for d in cursor.description], cursor.fetchall())
+            raise QueryError(_store_refusal(e, refused, self.time_limit_seconds)) from None
+        finally:
+            self.conn.set_authorizer(None)
+            self.conn.set_progress_handler(None, 0)
 
     def instance_events(self, instance_id: str) -> list[dict]:
         fields = events.EVENT_FIELDS
@@ -81,6 +98,19 @@ class SqliteStore:
             f'SELECT {", ".join(chr(34) + f + chr(34) for f in fields)} FROM "{events.EVENTS_TABLE}" '
             "WHERE instance_id = ? ORDER BY event_time_ms, rowid", (instance_id,))
         return [{f: ("" if v is None else str(v)) for f, v in zip(fields, row)} for row in cursor]
+
+
+def _cell(value):
+    """A value as a search shows it: blobs (only a SQL part can make one) as their SQL literal, X'0aff'."""
+    return f"X'{value.hex().upper()}'" if isinstance(value, bytes) else value
+
+
+def _store_refusal(error: sqlite3.Error, refused: list[str], time_limit: float) -> str:
+    if refused:
+        return f"not allowed in a search of the local store: {refused[0]}"
+    if str(error) == "interrupted":
+        return f"the query ran over {time_limit:g} s and was stopped; narrow it with a search part or --since"
+    return f"the local store cannot run this query: {error}"
 
 
 class SlsStore:

@@ -1,5 +1,8 @@
 """The CLI as an operator runs it: normalize, replay, search, lifecycle, simulate."""
 import json
+import os
+import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +28,7 @@ def test_normalize_prints_one_line_per_event(fixtures_dir, workdir):
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.decode().splitlines()
     record = json.loads(line)
-    assert record["state"] == "Deleted" and record["event_time"] == "2025-07-14T19:11:22.801Z"
+    assert record["state"] == "Deleted" and record["event_time"] == "2025-04-28T22:53:18.427Z"
 
 
 def test_normalize_reads_stdin_and_ndjson(fixtures_dir, workdir):
@@ -58,24 +61,24 @@ def test_replay_fixtures_then_search_and_lifecycle(fixtures_dir, workdir):
     found = shipper("search", "state: Stopped", "--json", cwd=workdir)
     assert found.returncode == 0, found.stderr
     ids = sorted(json.loads(x)["instance_id"] for x in found.stdout.decode().splitlines())
-    assert ids == ["i-2ze6h1j4k7l0p3o5i8u2", "i-8vb3x6z9c2v5b8n1m4q7", "i-bp1f3kq7z2m9w4x6c8v0"]
+    assert ids == ["i-bp1t6y0u4i8o2p6a0s4d", "i-uf6a8k2m5q9t3w7x1z4c", "i-uf6v8b2n6m0q4w8e2r6t"]
 
     every = shipper("search", "*", "--json", "--limit", "1000", cwd=workdir)
     uids = [json.loads(x)["event_uid"] for x in every.stdout.decode().splitlines()]
     assert len(uids) == len(set(uids)) == 28  # replayed twice, stored once; the two form pushes are one
 
     table = shipper("search", "__topic__: interruption", cwd=workdir)
-    assert table.returncode == 0 and b"i-bp1q8w3e5r7t9y2u4i6o" in table.stdout and b"event_time" in table.stdout
+    assert table.returncode == 0 and b"i-wz9e4h8k2n6r0u3y7b1f" in table.stdout and b"event_time" in table.stdout
 
     letters = shipper("search", "reason: not-json", "--table", "shipper-deadletter", "--json", cwd=workdir)
     assert len(letters.stdout.decode().splitlines()) == 10  # 5 not-json files (README.md too), replayed twice
 
-    life = shipper("lifecycle", "i-bp1f3kq7z2m9w4x6c8v0", cwd=workdir)
+    life = shipper("lifecycle", "i-uf6a8k2m5q9t3w7x1z4c", cwd=workdir)
     assert life.returncode == 0, life.stderr
     text = life.stdout.decode()
     for state in ("Pending", "Starting", "Running", "Stopping", "Stopped"):
         assert state in text
-    assert "created:" in text and "2025-06-14T01:15:02.114Z" in text
+    assert "created:" in text and "2025-03-18T02:22:04.517Z" in text
 
 
 def test_lifecycle_carries_name_and_type_into_a_bare_deleted_event(workdir):
@@ -129,3 +132,91 @@ def test_help_teaches(workdir):
     for command in (b"run", b"normalize", b"replay", b"search", b"lifecycle", b"simulate"):
         assert command in result.stdout
     assert b"state: Deleted" in shipper("search", "--help", cwd=workdir).stdout
+
+
+# --- check: what `run` would hit ---------------------------------------------------------------------
+
+def test_check_fails_a_store_without_write_permission_even_when_root_could_write_it(workdir):
+    from shipper.sinks.sqlite import SqliteSink
+
+    store = workdir / "data" / "events.db"
+    SqliteSink(store).close()
+    store.chmod(0o444)
+    result = shipper("check", cwd=workdir)
+    out = result.stdout.decode()
+    assert result.returncode == 1, out
+    assert "FAIL sqlite sink: data/events.db is read-only (mode 0444)" in out and "chmod u+w" in out
+    store.chmod(0o644)
+    assert "ok   sqlite sink: data/events.db writable" in shipper("check", cwd=workdir).stdout.decode()
+
+
+def test_check_fails_when_the_listen_address_is_taken(workdir):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        (workdir / "config.toml").write_text(f'[[sources]]\ntype = "http"\nlisten = "127.0.0.1:{port}"\n'
+                                             '[[sinks]]\ntype = "sqlite"\npath = "./data/events.db"\n')
+        result = shipper("check", cwd=workdir, env=dict(os.environ, SHIPPER_WEBHOOK_TOKEN="t"))
+    out = result.stdout.decode()
+    assert result.returncode == 1, out
+    assert f"FAIL http source: cannot listen on 127.0.0.1:{port}" in out and "change `listen`" in out
+
+
+# --- search: a reader that reads only what it is asked ------------------------------------------------
+
+@pytest.fixture
+def store(fixtures_dir, workdir):
+    assert shipper("replay", str(fixtures_dir), cwd=workdir).returncode == 0
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory):
+    """A store with its tables and no rows: a query is refused before it reads any."""
+    from shipper.sinks.sqlite import SqliteSink
+
+    workdir = tmp_path_factory.mktemp("empty-store")
+    (workdir / "config.toml").write_text('[[sinks]]\ntype = "sqlite"\npath = "./data/events.db"\n')
+    SqliteSink(workdir / "data" / "events.db").close()
+    return workdir
+
+
+@pytest.mark.parametrize("query, refused", [
+    ('* | select raw_base64 from "shipper-deadletter"', '"shipper-deadletter": the SQL part reads `log`'),
+    ("* | select raw_base64 from `Shipper-Deadletter`", "`Shipper-Deadletter`: the SQL part reads `log`"),
+    ("* | select name, sql from sqlite_master", "reading 'sqlite_master'"),
+    ("* | select name from pragma_table_info('x')", "one SELECT of `log` (this query touches 'sqlite_master')"),
+    ('* | select count(*) from "ecs-events"', '"ecs-events": the SQL part reads `log`'),  # around --since
+    ('* | select count(*) from "ECS-events"', '"ECS-events": the SQL part reads `log`'),
+    ("* | select count(*) from main.sqlite_schema", "reading 'sqlite_schema'"),
+    ("* | select length(randomblob(1000000000))", "the function randomblob()"),
+    ("* | select n from (with recursive r(n) as (select 1 union all select n + 1 from r) select n from r)",
+     "a recursive WITH"),
+])
+def test_search_sql_reads_only_the_searched_rows(empty_store, query, refused):
+    result = shipper("search", query, "--since", "1h", cwd=empty_store)
+    err = result.stderr.decode()
+    assert result.returncode == 1 and refused in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_search_opens_the_store_read_only_and_converts_nothing(store):
+    db = store / "data" / "events.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    result = shipper("search", "* | select count(*) as n", cwd=store)
+    assert result.returncode == 0, result.stderr
+    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+def test_search_numbers_out_of_range_and_blobs_are_handled(store):
+    for query in ("event_time_ms in [0 99999999999999999999999999999]", "event_time_ms > 1e999"):
+        result = shipper("search", query, cwd=store)
+        err = result.stderr.decode()
+        assert result.returncode == 1 and "out of range" in err and "Traceback" not in err, err
+    conn = sqlite3.connect(store / "data" / "events.db")  # another tool wrote a blob into the store
+    conn.execute("""UPDATE "ecs-events" SET raw = x'6162' WHERE event_uid = (SELECT max(event_uid) FROM "ecs-events")""")
+    conn.commit()
+    result = shipper("search", "* | select raw where typeof(raw) = 'blob'", "--json", cwd=store)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"raw": "X'6162'"}

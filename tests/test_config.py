@@ -56,3 +56,20 @@ def test_missing_file_and_bad_toml(tmp_path):
 def test_integer_accepted_where_a_number_is_expected():
     c = config.from_dict({"shipper": {"shutdown_grace_seconds": 5}, "sinks": [{"type": "sqlite"}]})
     assert c.shipper.shutdown_grace_seconds == 5.0
+
+
+@pytest.mark.parametrize("table, key, value", [
+    ("shipper", "shutdown_grace_seconds", "nan"),
+    ("source", "commit_timeout_seconds", "nan"),
+    ("source", "commit_timeout_seconds", "inf"),
+    ("shipper", "shutdown_grace_seconds", "-inf"),
+])
+def test_config_numbers_must_be_finite(tmp_path, table, key, value):
+    # TOML has nan and inf: nan grace gave a traceback at SIGTERM, a nan commit timeout a 503 for every push.
+    text = {"shipper": f"[shipper]\n{key} = {value}\n[[sinks]]\ntype = \"sqlite\"\n",
+            "source": f"[[sources]]\ntype = \"http\"\n{key} = {value}\n[[sinks]]\ntype = \"sqlite\"\n"}[table]
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(ConfigError) as e:
+        config.load(tmp_path / "c.toml")
+    assert f"`{key}` must be a finite number, got {value}" in str(e.value)
+    assert "\n" not in str(e.value) and str(e.value).startswith(str(tmp_path / "c.toml"))

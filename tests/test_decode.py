@@ -192,3 +192,24 @@ def test_rejected_carries_reason_and_error():
     error = Rejected(NOT_JSON, "invalid JSON")
     assert (error.reason, error.error) == (NOT_JSON, "invalid JSON")
     assert isinstance(error, Exception)
+
+
+@pytest.mark.parametrize("charset", ["unicode_escape", "utf-7", "punycode", "rot13", "utf-16", "zlib"])
+def test_a_declared_charset_outside_the_accepted_few_is_bad_encoding(charset):
+    # unicode_escape and utf-7 made a lone surrogate of this id (then every store failed on it); punycode
+    # raised a bare UnicodeError (an internal-error dead letter).
+    body = b"name=Instance%3AStateChange&product=ECS&resourceId=acs%3Aecs%3Acn-hangzhou%3A1%3Ainstance%2F%5Cud800"
+    with pytest.raises(Rejected) as e:
+        decode(body, content_type=f"{FORM}; charset={charset}")
+    assert e.value.reason == BAD_ENCODING
+    assert charset in e.value.error and "utf-8, gbk, gb18030 or latin-1" in e.value.error
+
+
+@pytest.mark.parametrize("charset, body, expected", [
+    ("GB18030", b"a=%81%30%81%30", "\x80"),
+    ("gb2312", b"a=%C4%E3", "\u4f60"),
+    ("ISO-8859-1", b"a=%E9", "\xe9"),
+    ("utf8", b"a=%5Cud800", "\\ud800"),  # the escape stays text: six characters, valid Unicode
+])
+def test_the_accepted_charsets_by_their_usual_names(charset, body, expected):
+    assert decode(body, content_type=f"{FORM}; charset={charset}")[1] == [{"a": expected}]

@@ -712,3 +712,26 @@ def test_objects_that_are_not_json_are_rejected(doc):
     with pytest.raises(Rejected) as caught:
         norm(doc)
     assert caught.value.reason == NOT_AN_EVENT
+
+
+def test_a_dict_with_a_lone_surrogate_is_rejected_as_bad_encoding_not_stored():
+    # A dict built in Python (not from bytes decode() accepted) can hold text no store can encode.
+    base = {"name": "Instance:StateChange", "regionId": "cn-hangzhou", "content": {"state": "Running"}}
+    for doc in (dict(base, regionId="cn-\ud800"), dict(base, content={"instanceId": "i-\udc00"}),
+                dict(base, content={"\ud800": 1})):
+        with pytest.raises(Rejected) as e:
+            normalize(doc, raw="{}", received_ms=1_700_000_000_000)
+        assert e.value.reason == "bad-encoding", doc
+    with pytest.raises(Rejected) as e:
+        normalize(base, raw="\ud800", received_ms=1_700_000_000_000)
+    assert e.value.reason == "bad-encoding" and "`raw`" in e.value.error
+
+
+def test_an_integer_over_4300_digits_is_rejected_not_a_value_error():
+    doc = {"name": "Instance:StateChange", "id": 10**5000, "content": {"state": "Running"}}
+    with pytest.raises(Rejected) as e:
+        normalize(doc, raw="{}", received_ms=1_700_000_000_000)
+    assert e.value.reason == "not-an-event"
+    doc = {"name": "Instance:StateChange", "content": {"instanceId": 10**5000}}
+    with pytest.raises(Rejected):
+        normalize(doc, raw="{}", received_ms=1_700_000_000_000)

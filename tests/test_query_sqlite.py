@@ -5,6 +5,7 @@ import pytest
 
 from shipper.events import ACTIONS_TABLE, EVENTS_TABLE, NUMERIC_FIELDS, TABLE_FIELDS, new_event
 from shipper.query import QueryError, parse, register_functions, to_sqlite
+from shipper.search import SqliteStore
 
 T0 = 1772697600000  # 2026-03-05T08:00:00.000Z
 A = "i-bp1f3kq7z2m9w4x6c8v0"  # created, runs, stops, is released (cn-hangzhou)
@@ -83,8 +84,8 @@ def conn():
 
 
 def run(conn, query, table=EVENTS_TABLE, **window):
-    sql, params = to_sqlite(parse(query), table, **window)
-    return conn.execute(sql, params).fetchall()
+    """Rows as `shipper search` gets them: through SqliteStore, under its authorizer and limits."""
+    return SqliteStore(conn).search(query, table=table, limit=window.pop("limit", None), **window).rows
 
 
 def uids(conn, query, **window):
@@ -358,3 +359,17 @@ def test_actions_example(actions):
 def test_actions_numeric_field(actions, query, expected):
     rows = run(actions, f"{query} | select instance_id, seconds_before_reclaim order by time_ms", ACTIONS_TABLE)
     assert rows == expected
+
+
+# --- limits of one search ----------------------------------------------------------------------------
+
+def test_a_query_that_runs_too_long_is_stopped_with_one_clear_line(conn):
+    store = SqliteStore(conn, time_limit_seconds=0.2)
+    with pytest.raises(QueryError, match=r"^the query ran over 0\.2 s and was stopped; narrow it"):
+        store.search("* | select count(*) from log a, log b, log c, log d, log e, log f, log g")
+    assert store.search("__topic__: maintenance").rows  # the connection is usable afterwards
+
+
+def test_no_single_value_may_exhaust_memory(conn):
+    with pytest.raises(QueryError, match="too big"):
+        SqliteStore(conn).search("* | select length(replace(printf('%.*c', 60000000, 'x'), 'x', 'xx')) as n")

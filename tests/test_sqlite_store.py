@@ -1,9 +1,11 @@
 import sqlite3
 import threading
 
+import pytest
+
 from shipper import events
 from shipper.normalize import events_from_bytes
-from shipper.sinks.sqlite import SqliteSink, connect
+from shipper.sinks.sqlite import SqliteSink, StoreError, connect
 
 
 def fixture_events(fixtures_dir, *names):
@@ -59,3 +61,31 @@ def test_a_reader_sees_committed_rows_while_a_writer_holds_a_transaction(tmp_pat
     t.join(2)
     assert got == [1]  # WAL: the reader is not blocked and sees only committed rows
     writer.execute("ROLLBACK")
+
+
+def test_a_record_sqlite_cannot_encode_fails_its_batch_only_and_releases_the_write_lock(tmp_path, fixtures_dir):
+    sink = SqliteSink(tmp_path / "e.db")
+    (good,) = fixture_events(fixtures_dir, "a_statechange_pending.json")
+    bad = dict(good, event_uid="bad", instance_name="web-\ud800")  # UnicodeEncodeError, not an sqlite3.Error
+    with pytest.raises(StoreError, match="write to ecs-events failed"):
+        sink.write(events.EVENTS_TABLE, [bad])
+    assert sink.write(events.EVENTS_TABLE, [good]) == 1  # not "cannot start a transaction within a transaction"
+    other = sqlite3.connect(tmp_path / "e.db", isolation_level=None, timeout=0.1)
+    other.execute("BEGIN IMMEDIATE")  # the failed batch holds no write lock
+    other.execute("ROLLBACK")
+
+
+def test_a_reader_opens_read_only_and_leaves_a_rollback_journal_store_as_it_is(tmp_path, fixtures_dir):
+    sink = SqliteSink(tmp_path / "e.db")
+    sink.write(events.EVENTS_TABLE, fixture_events(fixtures_dir, "a_statechange_pending.json"))
+    sink.close()
+    plain = sqlite3.connect(tmp_path / "e.db")
+    assert plain.execute("PRAGMA journal_mode=DELETE").fetchone() == ("delete",)
+    plain.close()
+    reader = connect(tmp_path / "e.db", create=False)
+    assert reader.execute('SELECT count(*) FROM "ecs-events"').fetchone() == (1,)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.execute("PRAGMA query_only=OFF")
+        reader.execute('DELETE FROM "ecs-events"')
+    reader.close()
+    assert sqlite3.connect(tmp_path / "e.db").execute("PRAGMA journal_mode").fetchone() == ("delete",)

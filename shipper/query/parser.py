@@ -27,6 +27,7 @@ translates it (query/sqlite.py), SLS receives it unchanged.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import NamedTuple, Union
@@ -34,6 +35,7 @@ from typing import NamedTuple, Union
 from shipper.events import NUMERIC_FIELDS
 
 NUMERIC_SEARCH_FIELDS = NUMERIC_FIELDS | {"__time__"}
+_INT64 = range(-(2**63), 2**63)
 
 
 class QueryError(ValueError):
@@ -210,9 +212,13 @@ def _number(tok: _Tok) -> int | float:
     if tok.kind != "word" or not _NUMBER_RE.fullmatch(tok.text):
         raise _error(f"expected a number, found {_describe(tok)}", tok.pos)
     try:
-        return int(tok.text)
+        value = int(tok.text)
     except ValueError:
-        return float(tok.text)
+        value = float(tok.text)
+    # Stores compare 64-bit integers and finite doubles; SQLite cannot even bind a larger int.
+    if isinstance(value, int) and value not in _INT64 or isinstance(value, float) and not math.isfinite(value):
+        raise _error(f"{tok.text} is out of range (whole numbers lie within ±{2**63 - 1}, others must be finite)", tok.pos)
+    return value
 
 
 def _word_term(field: str | None, tok: _Tok) -> Term:

@@ -20,7 +20,9 @@ SQL part -> SQLite, by a token-level rewrite: `FROM log` is added where a SELECT
 is a CTE holding the rows the search and time window select. Presto functions are mapped
 (count_if, arbitrary, approx_distinct, if, json_extract_scalar, cast types) or registered here
 (max_by, min_by, date_trunc, date_format, from_unixtime; times are UTC, SLS uses the project's zone).
-Anything but one SELECT is rejected: the local store is read-only for queries.
+Anything but one SELECT is rejected: the local store is read-only for queries. The SQL part reads `log`
+only: naming a table is rejected here, and `authorizer()` refuses, as SQLite prepares the query, reads of
+any other table (dead letters, sqlite_master), recursive WITH and allocation-bomb functions.
 """
 from __future__ import annotations
 
@@ -83,6 +85,47 @@ def to_sqlite(q: Query, table: str, *, since_ms: int | None = None, until_ms: in
         sql += " LIMIT ?"
         params.append(SQL_DEFAULT_LIMIT if limit is None else limit)
     return sql, params
+
+
+# Functions a query may not call: allocation bombs (randomblob(1e9)) and native code.
+_DENIED_FUNCTIONS = frozenset({"randomblob", "zeroblob", "load_extension"})
+
+
+def authorizer(table: str, *, sql_part: bool, refused: list[str]):
+    """An sqlite3 authorizer for one translated query: it may SELECT, read `table` (with a SQL part, only
+    through the CTE `log`, so that the search and the time window apply) and call functions other than
+    _DENIED_FUNCTIONS; nothing else: no other table (dead letters, sqlite_master), no pragma, no recursive
+    WITH. What it refuses is appended to `refused`, for the error message."""
+    def check(action: int, arg1, arg2, _database, source) -> int:
+        if action == sqlite3.SQLITE_SELECT:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_READ and _reads_log(table, sql_part, arg1, arg2, source):
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_FUNCTION and arg2.lower() not in _DENIED_FUNCTIONS:
+            return sqlite3.SQLITE_OK
+        refused.append(_refusal(action, arg1, arg2))
+        return sqlite3.SQLITE_DENY
+    return check
+
+
+def _reads_log(table: str, sql_part: bool, read_table: str, column: str, source) -> bool:
+    """Whether a read is of the searched rows. Without a SQL part the query reads the table itself. With
+    one, reads of the table come through `log` (SQLite names the CTE as their source), or from `log` once
+    SQLite materialized it. A read of no column (count(*)) comes without the CTE's name; it is `log`'s, as
+    the SQL part cannot name a table (_check_read_only)."""
+    if not sql_part:
+        return read_table == table
+    return read_table == "log" or read_table == table and (source == "log" or column == "")
+
+
+def _refusal(action: int, arg1, arg2) -> str:
+    if action == sqlite3.SQLITE_READ:
+        return f"reading {arg1!r} (query `log`, which holds the searched rows)"
+    if action == sqlite3.SQLITE_FUNCTION:
+        return f"the function {arg2}()"
+    if action == sqlite3.SQLITE_RECURSIVE:
+        return "a recursive WITH"
+    return f"anything but one SELECT of `log` (this query touches {arg1 or arg2!r})"
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
@@ -236,6 +279,9 @@ def _check_read_only(tokens: list[SqlTok]) -> None:
             raise _sql_error(f"{tok.text!r} (a parameter) is not allowed", tok)
         if tok.kind == "qident" and identifier_name(tok).startswith("__tag__:"):
             raise _sql_error(f"{tok.text} is not kept by the local store", tok)
+        if tok.kind in ("ident", "qident") and identifier_name(tok).lower() in TABLE_FIELDS:
+            raise _sql_error(f"{tok.text}: the SQL part reads `log` (the rows the search and time window select), "
+                             f"not a table", tok)
 
 
 def _group(tokens: list[SqlTok]) -> list:

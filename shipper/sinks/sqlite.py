@@ -80,24 +80,35 @@ def _row(table: str, fields: tuple, record: dict) -> tuple:
 
 
 def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
-    """Open the store (WAL): to write (schema ensured), or with create=False to read (must exist)."""
+    """Open the store: to write (WAL, schema ensured), or with create=False to read (must exist).
+
+    A reader opens the file read-only and runs no pragma that writes: searching never converts a store's
+    journal mode, and works on a store the searcher may not write.
+    """
     path = Path(path)
     if not create and not path.exists():
         raise StoreError(f"{path}: no local store yet; run `shipper run` or `shipper replay` first")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")  # a commit acknowledges messages: it must survive a crash
-        conn.execute("PRAGMA busy_timeout=30000")
         if create:
-            for statement in _schema():
-                conn.execute(statement)
+            conn = _open_writer(path)
         else:
-            conn.execute("PRAGMA query_only=ON")  # a reader: searches can never change the store
+            conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30,
+                                   check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA query_only=ON")  # belt and braces: a reader's SQL can never change the store
     except (sqlite3.Error, OSError) as e:
         raise StoreError(f"{path}: cannot open the local store: {e}") from None
     register_functions(conn)
+    return conn
+
+
+def _open_writer(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")  # a commit acknowledges messages: it must survive a crash
+    conn.execute("PRAGMA busy_timeout=30000")
+    for statement in _schema():
+        conn.execute(statement)
     return conn
 
 
@@ -119,18 +130,25 @@ class SqliteSink:
 
     def write(self, table: str, records: list[dict]) -> int:
         fields = events.TABLE_FIELDS[table]
-        rows = [_row(table, fields, r) for r in records]
         with self._lock:
             try:
+                rows = [_row(table, fields, r) for r in records]
                 before = self._conn.total_changes
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.executemany(self._insert[table], rows)
                 self._conn.execute("COMMIT")
                 return self._conn.total_changes - before
-            except sqlite3.Error as e:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+            except Exception as e:  # any failure, sqlite's or a value's (e.g. text it cannot encode)
+                self._rollback()
                 raise StoreError(f"{self.path}: write to {table} failed: {e}") from None
+
+    def _rollback(self) -> None:
+        """End the failed batch's transaction, so the next batch (and other writers) are not blocked by it."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the batch's own error is the one reported; the next write's failure rolls back again
 
     def close(self) -> None:
         with self._lock:
