@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,14 @@ class HttpSource:
     token_env: str = "SHIPPER_WEBHOOK_TOKEN"
     max_body_bytes: int = 4 << 20           # 413 above this; bodies over [shipper] max_message_bytes are dead-lettered
     commit_timeout_seconds: float = 30.0    # answer 503 (sender retries) when a commit takes longer
+    tls_cert: str = ""                      # PEM certificate chain; with tls_key, serve HTTPS
+    tls_key: str = ""                       # PEM private key of tls_cert
+    max_connections: int = 4096             # more open connections are answered 503 and closed at once
+    header_timeout_seconds: float = 10.0    # a request head must arrive this soon after connect / the last answer
+    body_timeout_seconds: float = 30.0      # the whole body must arrive within this
+    max_token_failures: int = 10            # this many token failures from one address within token_lockout_seconds...
+    token_lockout_seconds: float = 60.0     # ...get that address 429 for this long
+    trusted_proxies: tuple = ()             # proxy addresses whose X-Forwarded-For names the client (rate limiting)
 
 
 @dataclass(frozen=True)
@@ -219,6 +228,8 @@ def _build(cls, values: Any, path: str, where: str):
             value = tuple(value)
         if type(value) is not expected:
             raise ConfigError(f"{path}: {where}: `{name}` must be {_type_word(expected)}, got {value!r}")
+        if expected is float and not math.isfinite(value):  # TOML allows nan and inf; no setting means them
+            raise ConfigError(f"{path}: {where}: `{name}` must be a finite number, got {value!r}")
         kwargs[name] = value
     return cls(**kwargs)
 
@@ -271,6 +282,11 @@ def _validate(config: Config) -> None:
             positive(where, "commit_timeout_seconds", src.commit_timeout_seconds)
             if not src.token_env:
                 raise ConfigError(f"{p}: {where}: `token_env` must name the environment variable holding the push token")
+            for name in ("max_connections", "header_timeout_seconds", "body_timeout_seconds", "max_token_failures",
+                         "token_lockout_seconds"):
+                positive(where, name, getattr(src, name))
+            if bool(src.tls_cert) != bool(src.tls_key):
+                raise ConfigError(f"{p}: {where}: `tls_cert` and `tls_key` go together: set both (HTTPS) or neither")
         elif isinstance(src, MnsSource):
             if not src.endpoint:
                 raise ConfigError(f"{p}: {where}: `endpoint` is required, e.g. "

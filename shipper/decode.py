@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import re
 import urllib.parse
 
@@ -129,9 +130,13 @@ def _parse_form(text: str, charset: str) -> dict:
     """Form fields as a dict of strings; a lone `data`/`body` field holding a JSON object is that object."""
     codec = _form_codec(charset)
     try:
-        fields = dict(urllib.parse.parse_qsl(text, keep_blank_values=True, encoding=codec, errors="strict"))
+        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, encoding=codec, errors="strict")
     except UnicodeDecodeError:
         raise Rejected(BAD_ENCODING, f"form field not valid {codec}") from None
+    repeated = [name for name, n in collections.Counter(name for name, _ in pairs).items() if n > 1]
+    if repeated:  # last-wins would silently pick one of two events
+        raise Rejected(NOT_AN_EVENT, f"form field {_snippet(repeated[0])} sent twice; which one is meant is ambiguous")
+    fields = dict(pairs)
     wrapped = fields.get("data", fields.get("body")) if len(fields) == 1 else None
     if wrapped is not None:
         try:

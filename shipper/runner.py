@@ -73,7 +73,7 @@ def build_hooks(config: Config, pipeline: Pipeline) -> HookEngine | None:
     if restart.enabled:
         engine.hooks.append(RestartHook(restart, api, recent_events=engine.recent_events))
     if drain.enabled:
-        engine.hooks.append(LbDrainHook(drain, api))
+        engine.hooks.append(LbDrainHook(drain, api, recent_events=engine.recent_events))
     for hook, settings in ((h, getattr(config.hooks, h.name)) for h in engine.hooks):
         log.info("hook %s enabled%s", hook.name, " in DRY-RUN mode (decides and records, calls nothing that "
                  "changes the fleet)" if settings.dry_run else ": it WILL act on the fleet")
@@ -112,6 +112,9 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
         fatal.append(message)
         stop.set()
 
+    if threading.current_thread() is threading.main_thread():  # before any source starts: a signal
+        for sig in (signal.SIGTERM, signal.SIGINT):           # during start-up still gets its flush
+            signal.signal(sig, lambda signum, frame: stop.set())
     pipeline = build_pipeline(config).start()
     started = []
     try:
@@ -121,14 +124,11 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
     except BaseException:
         _shutdown(started, pipeline, config.shipper.shutdown_grace_seconds)
         raise
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, frame: stop.set())
     sinks = ", ".join(s.name for s in pipeline.sinks)
     log.info("running: %d source(s) into %s; Ctrl-C or SIGTERM stops after a flush", len(started), sinks)
     last = None
     while not stop.wait(PROGRESS_EVERY_SECONDS):
-        pipeline.cache.save()
+        pipeline.cache.try_save()  # never raises: input, stores and the cache must not end the process
         line = _progress_line()
         if line != last:
             log.info("%s", line)

@@ -2,16 +2,20 @@
 import http.client
 import json
 import sqlite3
+import time
 
 import pytest
 
 from shipper import events
-from shipper.actions import ACTED, action_record
+from shipper.actions import ACTED, SKIPPED, SUCCEEDED, action_record
 from shipper.actions.engine import HookEngine
-from shipper.config import BatchSettings, HttpSource
+from shipper.actions.lb_drain import LbDrainHook
+from shipper.config import BatchSettings, HttpSource, LbDrainHook as DrainSettings
 from shipper.pipeline import Pipeline
 from shipper.sinks.sqlite import SqliteSink
 from shipper.sources.http import HttpServer
+from tests.test_restart_hook import emulator, openapi  # noqa: F401 (emulator is a fixture)
+from tests.waiting import wait_until
 
 TOKEN = "alert-token-1f2e3d4c5b6a"
 
@@ -116,3 +120,64 @@ def test_malformed_alert_bodies_are_400(server, body):
 def test_resolved_alerts_are_ignored(server):
     status, reply = post(server, "/hooks/restart", dict(PAYLOAD, status="resolved"))
     assert status == 200 and reply["status"] == "ignored" and server.hook.runs == []
+
+
+# ---- lb_drain by alert: the shipped defaults (no opt-in tag) with dry_run off ----------------------------
+
+SPOT, ON_DEMAND = "i-bp1alertspot000001", "i-bp1ondemand0000001"
+
+
+@pytest.fixture
+def drain_server(tmp_path, monkeypatch, emulator):
+    monkeypatch.setenv("SHIPPER_WEBHOOK_TOKEN", TOKEN)
+    emulator.add_instance(SPOT, spot_strategy="SpotAsPriceGo")
+    emulator.add_instance(ON_DEMAND, spot_strategy="NoSpot")
+    emulator.add_load_balancer("lb-web")
+    emulator.add_vserver_group("lb-web", "rsp-80", backends=[{"ServerId": SPOT, "Port": 80},
+                                                             {"ServerId": ON_DEMAND, "Port": 80}])
+    pipeline = Pipeline([SqliteSink(tmp_path / "e.db")], BatchSettings(linger_ms=10)).start()
+    engine = HookEngine([], lambda records, done: pipeline.record(events.ACTIONS_TABLE, records, done))
+    settings = DrainSettings(enabled=True, dry_run=False, drain_seconds=0.0)
+    engine.hooks.append(LbDrainHook(settings, openapi(emulator), recent_events=engine.recent_events))
+    pipeline.hooks = engine
+    srv = HttpServer(HttpSource(listen="127.0.0.1:0"), pipeline).start()
+    srv.db, srv.api, srv.engine = tmp_path / "e.db", emulator, engine
+    yield srv
+    srv.stop()
+    engine.close(1)
+    pipeline.close(5)
+    srv.close()
+
+
+def drain_alert(instance_id: str) -> dict:
+    return {"alert": "shipper-spot-interrupted", "alert_instance_id": f"firing-{instance_id}", "status": "firing",
+            "rows": [{"instance_id": instance_id, "region": "cn-hangzhou"}]}
+
+
+def test_an_alert_naming_an_on_demand_instance_drains_nothing(drain_server):
+    status, reply = post(drain_server, "/hooks/lb_drain", drain_alert(ON_DEMAND))
+    assert status == 200 and reply["decided"] == 1
+    [row] = actions(drain_server)
+    assert (row["decision"], row["reason"], row["trigger"]) == (SKIPPED, "not-spot", "alert")
+    assert drain_server.api.calls() == []          # no mutating call reached the cloud
+    assert len(drain_server.api.vserver_group_backends("rsp-80")) == 2
+
+
+def test_an_alert_naming_a_spot_instance_without_an_interruption_on_record_drains_nothing(drain_server):
+    status, _ = post(drain_server, "/hooks/lb_drain", drain_alert(SPOT))
+    assert status == 200
+    [row] = actions(drain_server)
+    assert (row["decision"], row["reason"]) == (SKIPPED, "not-interrupted")
+    assert drain_server.api.calls() == []
+
+
+def test_an_alert_drains_a_spot_instance_whose_interruption_was_committed(drain_server):
+    now_ms = int(time.time() * 1000)
+    drain_server.engine.observe(events.new_event(   # what the pipeline does with a committed notice
+        event_uid="cms-notice-1", event_name="Instance:PreemptibleInstanceInterruption", category="interruption",
+        instance_id=SPOT, event_time_ms=str(now_ms), not_before=events.format_time_ms(now_ms + 300_000)))
+    status, _ = post(drain_server, "/hooks/lb_drain", drain_alert(SPOT))
+    assert status == 200
+    wait_until(lambda: any(r["finished_time"] for r in actions(drain_server)))
+    assert [(r["decision"], r["outcome"]) for r in actions(drain_server)] == [(ACTED, "pending"), (ACTED, SUCCEEDED)]
+    assert [b["ServerId"] for b in drain_server.api.vserver_group_backends("rsp-80")] == [ON_DEMAND]

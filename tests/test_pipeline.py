@@ -2,16 +2,15 @@
 import base64
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from shipper import events
 from shipper.config import BatchSettings
 from shipper.pipeline import Message, Pipeline, Status
+from tests.conftest import FIXTURES
 from tests.waiting import wait_until as wait_for
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 class RecordingSink:
