@@ -69,13 +69,18 @@ def _topic(table: str, record: dict) -> str:
     return record.get("reason", "")
 
 
+# Positions of the numeric columns, worked out once: _row runs for every record written.
+_NUMERIC_AT = {table: tuple(i for i, f in enumerate(fields) if f in events.NUMERIC_FIELDS)
+               for table, fields in events.TABLE_FIELDS.items()}
+_EVENT_TIME_AT = events.TABLE_FIELDS[events.EVENTS_TABLE].index("event_time_ms")
+
+
 def _row(table: str, fields: tuple, record: dict) -> tuple:
     values = [record.get(f, "") for f in fields]
-    for i, f in enumerate(fields):
-        if f in events.NUMERIC_FIELDS:
-            values[i] = float(values[i]) if values[i] not in ("", None) else None
-    if table == events.EVENTS_TABLE and values[fields.index("event_time_ms")] is not None:
-        values[fields.index("event_time_ms")] = int(values[fields.index("event_time_ms")])
+    for i in _NUMERIC_AT[table]:
+        values[i] = float(values[i]) if values[i] not in ("", None) else None
+    if table == events.EVENTS_TABLE and values[_EVENT_TIME_AT] is not None:
+        values[_EVENT_TIME_AT] = int(values[_EVENT_TIME_AT])
     return (*values, _time_ms(table, record), _topic(table, record), _HOST)
 
 
