@@ -15,6 +15,7 @@ from shipper.actions.engine import HookEngine
 from shipper.actions.lb_drain import LbDrainHook
 from shipper.actions.openapi import OpenApi
 from shipper.actions.restart import RestartHook
+from shipper.alert_keys import AlertKeys, alert_keys_path
 from shipper.config import Config, HttpSource, MnsSource, SimulateSource
 from shipper.config import SlsSink as SlsSinkSettings, SqliteSink as SqliteSinkSettings
 from shipper.pipeline import Pipeline
@@ -84,7 +85,9 @@ def build_sources(config: Config, pipeline: Pipeline, on_fatal) -> list:
     sources = []
     for settings in config.sources:
         if isinstance(settings, HttpSource):
-            sources.append(HttpServer(settings, pipeline))
+            # With hooks on, accepted alert notifications are kept in data_dir: a repeat after a restart is known.
+            keys = AlertKeys(alert_keys_path(config.shipper.data_dir)) if pipeline.hooks else None
+            sources.append(HttpServer(settings, pipeline, alert_keys=keys))
         elif isinstance(settings, SimulateSource):
             sources.append(SimulateRunner(settings, pipeline))
         elif isinstance(settings, MnsSource):

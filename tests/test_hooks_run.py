@@ -2,10 +2,12 @@
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -171,3 +173,74 @@ def test_check_reaches_the_openapi_service_when_hooks_are_on(world):
     assert bad.returncode == 1
     assert b"FAIL hooks: ECS in cn-hangzhou refused DescribeInstances" in bad.stdout
     assert b"wrong-one-123" not in bad.stdout + bad.stderr
+
+
+def test_shipper_run_keeps_accepted_alerts_across_a_restart(tmp_path):
+    """The runner's wiring: the repeat keys live in data_dir, so a repeat after a restart does not act."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with OpenApiEmulator(credentials={KEY_ID: SECRET}, start_delay=0.1) as api:
+        api.add_instance(OPTED, status="Stopped", tags={"shipper:auto-restart": "true"})
+        (tmp_path / "config.toml").write_text(f'''
+[shipper]
+data_dir = "./data"
+[[sources]]
+type = "http"
+listen = "127.0.0.1:{port}"
+[[sinks]]
+type = "sqlite"
+[batch]
+linger_ms = 50
+[hooks.restart]
+enabled = true
+dry_run = false
+grace_seconds = 0
+confirm_timeout_seconds = 10
+[openapi]
+region = "cn-hangzhou"
+ecs_endpoint = "{api.endpoint}"
+''')
+        env = dict(os.environ, ALIBABA_CLOUD_ACCESS_KEY_ID=KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET=SECRET,
+                   SHIPPER_WEBHOOK_TOKEN="run-alert-token-5a4b3c")
+
+        def alert(repeat: int) -> tuple[int, dict]:
+            body = json.dumps({"alert": "shipper-stopped-not-running", "fingerprint": "fp-run-1",
+                               "alert_instance_id": f"firing-{repeat}", "status": "firing", "fired_time": 1772697600,
+                               "rows": [{"instance_id": OPTED, "region": "cn-hangzhou"}]}).encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/hooks/restart?token=run-alert-token-5a4b3c",
+                                             data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+
+        def shipper_run() -> subprocess.Popen:
+            proc = subprocess.Popen([sys.executable, "-m", "shipper", "run"], cwd=tmp_path, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            wait_until(lambda: _answers(port), timeout=20)
+            return proc
+
+        proc = shipper_run()
+        assert alert(0) == (200, {"status": "accepted", "instances": 1, "accepted": 1, "repeats": 0})
+        wait_until(lambda: any(a["finished_time"] for a in actions(tmp_path)))
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0].decode()
+        assert proc.returncode == 0, output
+        assert (tmp_path / "data" / "alert_keys.db").exists()
+        api.set_status(OPTED, "Stopped")  # the guards alone would start it again
+        proc = shipper_run()
+        try:
+            assert alert(1) == (200, {"status": "repeat", "instances": 1, "accepted": 0, "repeats": 1})
+            time.sleep(0.5)
+            assert len(api.calls("StartInstance")) == 1
+            assert [a["decision"] for a in actions(tmp_path)] == ["accepted", "acted", "acted"]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+            return True
+    except OSError:
+        return False

@@ -30,7 +30,8 @@ import orjson
 import uvicorn
 
 from shipper import events, metrics
-from shipper.actions import ALERT
+from shipper.actions import ALERT, action_record
+from shipper.alert_keys import AlertKeys
 from shipper.config import HttpSource, parse_listen
 from shipper.decode import TOO_LARGE
 from shipper.normalize import parse_time_ms
@@ -47,6 +48,10 @@ BACKLOG = 4096
 # Threads that decode and buffer pushes (Pipeline.submit blocks while the in-flight buffer is full): the
 # only threads the server uses besides its loop, however many connections are open.
 SUBMIT_THREADS = 4
+# The decision of an alert notification's `shipper-actions` record once it is durably accepted: the SLS
+# webhook waits 5 s and counts only a 200 as delivered, so the endpoint answers on acceptance, not on the
+# hook's decision (recorded later, as for inline events).
+ACCEPTED = "accepted"
 
 
 class HttpSourceError(SourceError):
@@ -134,9 +139,12 @@ def _loop_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
 
 
 class HttpServer:
-    def __init__(self, settings: HttpSource, pipeline: Pipeline):
+    def __init__(self, settings: HttpSource, pipeline: Pipeline, alert_keys: AlertKeys | None = None):
+        """`alert_keys`: the accepted alert notifications; `shipper run` passes the durable one in data_dir,
+        without it they are remembered by this process only."""
         self.settings = settings
         self.pipeline = pipeline
+        self.alert_keys = alert_keys or AlertKeys(":memory:")
         self.token = os.environ.get(settings.token_env, "")
         self.throttle = TokenThrottle(settings.max_token_failures, settings.token_lockout_seconds)
         _raise_file_limit(settings.max_connections)
@@ -213,6 +221,7 @@ class HttpServer:
         if not self._thread.ident:
             self._socket.close()
         self._submitter.shutdown(wait=False)
+        self.alert_keys.close()
 
     def authorized(self, headers: dict[str, str], query: dict[str, list[str]]) -> bool:
         if not self.token:
@@ -232,6 +241,10 @@ class HttpServer:
     def reject(self, message: Message, reason: str, error: str) -> Awaitable:
         return asyncio.get_running_loop().run_in_executor(self._submitter, self.pipeline.reject, message, reason, error)
 
+    def off_loop(self, call: Callable, *args) -> Awaitable:
+        """Run a blocking call (a SQLite write, a pipeline hand-off that may wait) on a submit thread."""
+        return asyncio.get_running_loop().run_in_executor(self._submitter, call, *args)
+
 
 def alert_payload(body: bytes) -> dict:
     """The SLS alert webhook body; ValueError names what is wrong."""
@@ -245,13 +258,33 @@ def alert_payload(body: bytes) -> dict:
         raise ValueError("every alert row must be an object")
     payload.setdefault("status", "firing")
     payload.setdefault("alert_instance_id", "")
+    repeat_key(payload)
     return payload
 
 
+def repeat_key(payload: dict) -> str:
+    """What every notification of one firing shares: `fingerprint:fired_time`, or `alert:fired_time` when the
+    fingerprint is empty (`alert_instance_id` changes on every repeat, so it cannot be the key)."""
+    fingerprint, name, fired = payload.get("fingerprint"), payload.get("alert"), payload.get("fired_time")
+    if fingerprint is not None and not isinstance(fingerprint, str):
+        raise ValueError("`fingerprint` must be a string")
+    if isinstance(fired, bool) or not isinstance(fired, (int, str, type(None))):
+        raise ValueError("`fired_time` must be unix seconds")
+    if fingerprint:
+        return f"{fingerprint}:{fired or 0}"
+    # A name alone would make every firing of the rule one key for a week: the fire time must tell them apart.
+    if not isinstance(name, str) or not name or not fired or fired == "0":
+        raise ValueError("the alert body needs a `fingerprint`, or an `alert` name and a `fired_time`, "
+                         "to recognise repeats")
+    return f"{name}:{fired}"
+
+
 def alert_events(payload: dict, hook: str) -> list[dict]:
-    """One synthetic event per distinct instance in the alert rows, shaped like the event the hook acts on."""
+    """One synthetic event per distinct instance in the alert rows, shaped like the event the hook acts on.
+
+    Its event_uid is `alert:<repeat key>:<instance>`: the same on every repeat of the firing."""
     now = events.format_time_ms(int(time.time() * 1000))
-    firing = payload.get("alert_instance_id") or payload.get("alert") or "alert"
+    firing = repeat_key(payload)
     made, seen = [], set()
     for row in payload["rows"]:
         instance = row.get("instance_id")
@@ -468,20 +501,33 @@ class _App:
         if payload["status"] != "firing":
             return await self._reply(request, 200, {"status": "ignored", "reason": f"alert status {payload['status']!r}"})
         targets = alert_events(payload, hook.name)
-        decided = await self._run_hook(engine, hook, targets)
-        status = 200 if decided == len(targets) else 202
-        await self._reply(request, status, {"status": "decided" if status == 200 else "accepted",
-                                            "instances": len(targets), "decided": decided})
+        if not targets:
+            return await self._reply(request, 400, {"error": "no alert row names an `instance_id`"})
+        key = repeat_key(payload)
+        new = set(await self.server.off_loop(self.server.alert_keys.claim, hook.name, key,
+                                             [t["instance_id"] for t in targets]))
+        fresh = [t for t in targets if t["instance_id"] in new]
+        if fresh and not await self._record_accepted(hook.name, fresh, payload):
+            # Not durably accepted: forget the claim, so SLS's retry of this notification is accepted.
+            await self.server.off_loop(self.server.alert_keys.release, hook.name, key, list(new))
+            return await self._reply(request, 503, {"error": "not recorded in time; retry"})
+        for event in fresh:  # decided on a hook worker; the decision is recorded as for inline events
+            engine.schedule(event, [hook], ALERT, lambda: None, delay=0)
+        if len(fresh) < len(targets):
+            log.info("hook %s: alert %s repeated for %d instance(s); not acting again",
+                     hook.name, key, len(targets) - len(fresh))
+        await self._reply(request, 200, {"status": ACCEPTED if fresh else "repeat", "instances": len(targets),
+                                         "accepted": len(fresh), "repeats": len(targets) - len(fresh)})
 
-    async def _run_hook(self, engine, hook, targets: list[dict]) -> int:
-        """Schedule the hook on every target now; how many it decided within the commit timeout."""
-        loop = asyncio.get_running_loop()
-        decisions = [loop.create_future() for _ in targets]
-        for event, decided in zip(targets, decisions):
-            engine.schedule(event, [hook], ALERT, _resolver(decided), delay=0)
-        if decisions:
-            await asyncio.wait(decisions, timeout=self.settings.commit_timeout_seconds)
-        return sum(d.done() for d in decisions)
+    async def _record_accepted(self, hook: str, targets: list[dict], payload: dict) -> bool:
+        """Commit one `accepted` record per instance through the pipeline; whether it committed in time."""
+        detail = orjson.dumps({k: payload.get(k, "") for k in ("alert", "fingerprint", "fired_time",
+                                                               "alert_instance_id")}).decode()
+        records = [action_record(hook=hook, trigger=ALERT, event=event, decision=ACCEPTED, reason="alert",
+                                 detail=detail) for event in targets]
+        committed = asyncio.get_running_loop().create_future()
+        await self.server.off_loop(self.server.pipeline.record, events.ACTIONS_TABLE, records, _resolver(committed))
+        return bool(await self._within_commit_timeout(committed))
 
     async def _reply(self, request: _Request, status: int, body: dict | bytes, content_type: str = "application/json",
                      close: bool = False, extra: list[tuple[bytes, bytes]] = ()) -> None:
