@@ -15,6 +15,7 @@ import signal
 import socket
 import sqlite3
 import ssl
+import statistics
 import subprocess
 import sys
 import time
@@ -157,6 +158,20 @@ def _push_or_error(target: Target, uid: str):
         return target.push(uid=uid)
     except OSError as e:  # a reset connection: what a short listen backlog does
         return type(e).__name__
+
+
+def test_keep_alive_answers_do_not_wait_for_a_delayed_ack(target):
+    """Headers and body written apart, with Nagle on, stall each answer after the first ~40 ms (the
+    client's delayed ACK). A median far under that holds on any machine; the exact figure is a benchmark."""
+    conn = target.connection()
+    latencies = []
+    for _ in range(21):
+        started = time.monotonic()
+        conn.request("GET", "/healthz")
+        conn.getresponse().read()
+        latencies.append(time.monotonic() - started)
+    conn.close()
+    assert statistics.median(latencies[1:]) < 0.03, latencies
 
 
 def test_silent_and_dribbling_heads_are_cut_off(target):
