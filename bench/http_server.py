@@ -7,16 +7,18 @@
     connections were reset, wall time, and that every acknowledged event is in the store;
 (c) --idle connections opened and left silent: the server's threads and RSS, and how long a good push
     takes meanwhile.
-Prints the figures; they depend on the machine and nothing asserts them.
+Prints the figures and writes bench/results/http_server.json (min / median / max over --repeat runs).
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
 import http.client
+import json
 import os
 import re
 import socket
+import statistics
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
+RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 TOKEN = "bench-token-0123456789"
 CONFIG = """
 [shipper]
@@ -81,6 +84,8 @@ def concurrent_pushes(port: int, n: int, db: Path) -> None:
     others = sorted({a for a in answers if a != 200}, key=str)
     print(f"(b) {n} concurrent pushes: {ok} answered 200, {n - ok} not ({others}); {elapsed:.2f} s; "
           f"{stored} events stored")
+    return {"concurrent_answered_200": ok, "concurrent_not_200": n - ok, "concurrent_seconds": elapsed,
+            "concurrent_stored": stored}
 
 
 def keepalive(port: int, n: int) -> None:
@@ -95,11 +100,12 @@ def keepalive(port: int, n: int) -> None:
     latencies.sort()
     print(f"(a) {n} keep-alive GET /healthz: p50 {latencies[n // 2] * 1000:.2f} ms, "
           f"p99 {latencies[int(n * 0.99)] * 1000:.2f} ms, max {latencies[-1] * 1000:.2f} ms")
+    return {"keepalive_p50_ms": latencies[n // 2] * 1000, "keepalive_p99_ms": latencies[int(n * 0.99)] * 1000}
 
 
-def threads_rss(pid: int) -> str:
+def threads_rss(pid: int) -> tuple[int, float]:
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    return f"{status['Threads'].strip()} threads, RSS {int(status['VmRSS'].split()[0]) / 1024:.0f} MiB"
+    return int(status["Threads"]), int(status["VmRSS"].split()[0]) / 1024
 
 
 def idle_flood(proc: subprocess.Popen, port: int, n: int) -> None:
@@ -112,8 +118,10 @@ def idle_flood(proc: subprocess.Popen, port: int, n: int) -> None:
     took = time.monotonic() - t0
     for s in sockets:
         s.close()
-    print(f"(c) {n} idle connections: before {before}; during {during}; a good push meanwhile: {status} "
-          f"in {took * 1000:.0f} ms")
+    print(f"(c) {n} idle connections: threads/RSS MiB before {before}, during {during}; a good push "
+          f"meanwhile: {status} in {took * 1000:.0f} ms")
+    return {"idle_threads": during[0], "idle_rss_mib": during[1], "idle_rss_growth_mib": during[1] - before[1],
+            "idle_good_push_ms": took * 1000 if status == 200 else float("inf")}
 
 
 def main() -> None:
@@ -121,16 +129,28 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=500)
     parser.add_argument("--keepalive", type=int, default=1000)
     parser.add_argument("--idle", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start(Path(tmp))
-        try:
-            keepalive(port, args.keepalive)  # first: the commits of (a) would share the CPU with it
-            concurrent_pushes(port, args.concurrent, Path(tmp) / "data" / "events.db")
-            idle_flood(proc, port, args.idle)
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    runs = []
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            proc, port = start(Path(tmp))
+            try:
+                run = keepalive(port, args.keepalive)  # first: the commits of (b) would share the CPU with it
+                run |= concurrent_pushes(port, args.concurrent, Path(tmp) / "data" / "events.db")
+                run |= idle_flood(proc, port, args.idle)
+                runs.append(run)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "params": vars(args),
+              **{key: spread([r[key] for r in runs]) for key in runs[0]}}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "http_server.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def spread(values: list[float]) -> dict:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "runs": values}
 
 
 if __name__ == "__main__":
