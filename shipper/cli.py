@@ -419,7 +419,7 @@ def _paced(stream, rate: float):
         yield item
 
 
-POST_CONNECTIONS = 16  # a push is answered after its batch commits (linger): keep many in flight
+POST_CONNECTIONS = 16  # a push is answered only after its commit: keep many in flight
 
 
 def _post_all(messages: list, url: str, token_env: str) -> None:

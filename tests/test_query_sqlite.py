@@ -264,6 +264,7 @@ def test_unknown_table():
     ("* | select count_if(state = 'Stopped') as stops, count_if(__topic__ = 'maintenance') as m from log",
      [(5, 2)]),
     (f"instance_id: {E} | select arbitrary(region_id) as r", [("cn-shanghai",)]),
+    (f"instance_id: {E} | select concat(arbitrary(region_id), '/', 'x') as r", [("cn-shanghai/x",)]),
     ("__topic__: lifecycle | select instance_id, min_by(state, __time__) as first, max_by(state, __time__) as last "
      "group by instance_id order by instance_id", [(E, "Deleted", "Deleted"), (A, "Pending", "Deleted"),
                                                    (B, "Pending", "Stopped")]),

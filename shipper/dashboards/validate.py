@@ -325,10 +325,6 @@ def _seed_rows() -> dict[str, list[dict]]:
     return {events.EVENTS_TABLE: ecs, events.ACTIONS_TABLE: actions, events.DEADLETTER_TABLE: deadletters}
 
 
-def _concat(*values):
-    return None if any(v is None for v in values) else "".join(str(v) for v in values)
-
-
 @contextlib.contextmanager
 def _local_store() -> Iterator[sqlite3.Connection]:
     """A seeded embedded store in a temporary directory, opened read-only like `shipper search`."""
@@ -341,8 +337,6 @@ def _local_store() -> Iterator[sqlite3.Connection]:
         finally:
             sink.close()
         conn = connect(path, create=False)
-        # SLS's concat(), which SQLite gains only in 3.44: the content uses it where Presto would use `||`.
-        conn.create_function("concat", -1, _concat, deterministic=True)
         try:
             yield conn
         finally:
