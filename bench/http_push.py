@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from bench.stats import spread
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -113,9 +114,6 @@ def steady(port: int, rate: float, seconds: float, connections: int = 64) -> dic
     return {"p50_ms": latencies[len(latencies) // 2] * 1000, "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
             "achieved_per_s": count / elapsed, "non_200": sum(n for s, n in statuses.items() if s != 200)}
 
-
-def spread(values: list[float]) -> dict:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values), "runs": values}
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import socket
-import statistics
 import sqlite3
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from bench.stats import spread
 
 RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 TOKEN = "bench-token-0123456789"
@@ -148,9 +149,6 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "http_server.json").write_text(json.dumps(result, indent=2) + "\n")
 
-
-def spread(values: list[float]) -> dict:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values), "runs": values}
 
 
 if __name__ == "__main__":

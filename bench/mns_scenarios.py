@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+
+from bench.stats import spread
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -226,9 +227,6 @@ def crash(latency_ms: float, count: int, receivers: int) -> dict:
         deleted = count - remaining(endpoint)
     return {"stored_at_kill": stored, "deleted_at_kill": deleted, "committed_not_deleted": stored - deleted}
 
-
-def spread(values: list[float]) -> dict:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values), "runs": values}
 
 
 def summarize(runs: list[dict]) -> dict:
