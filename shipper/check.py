@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import ssl
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +94,19 @@ def _check_http(source: HttpSource) -> list[Finding]:
     except OSError as e:  # `shipper run` binds the same address and stops when it cannot
         findings.append(Finding("FAIL", f"http source: cannot listen on {source.listen} ({e.strerror or e}); "
                                         f"stop what holds it (another shipper?) or change `listen`"))
+    if source.tls_cert:
+        findings.append(_check_tls(source))
     return findings
+
+
+def _check_tls(source: HttpSource) -> Finding:
+    """Load the pair the way `shipper run` will, so a bad path or a key that does not match shows here."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(source.tls_cert, source.tls_key)
+    except OSError as e:  # ssl.SSLError is an OSError
+        return Finding("FAIL", f"http source: cannot use tls_cert {source.tls_cert!r} / tls_key {source.tls_key!r} "
+                               f"({e.strerror or e}); fix the paths or the files (PEM chain and its key)")
+    return Finding("ok", f"http source: TLS certificate {source.tls_cert} and its key load")
 
 
 def _check_mns(source: MnsSource) -> Finding:

@@ -161,6 +161,16 @@ def test_check_fails_when_the_listen_address_is_taken(workdir):
     assert f"FAIL http source: cannot listen on 127.0.0.1:{port}" in out and "change `listen`" in out
 
 
+def test_check_fails_tls_files_that_run_could_not_load(workdir):
+    (workdir / "config.toml").write_text('[[sources]]\ntype = "http"\nlisten = "127.0.0.1:0"\n'
+                                         'tls_cert = "missing.pem"\ntls_key = "missing.key"\n'
+                                         '[[sinks]]\ntype = "sqlite"\npath = "./data/events.db"\n')
+    result = shipper("check", cwd=workdir, env=dict(os.environ, SHIPPER_WEBHOOK_TOKEN="t"))
+    out = result.stdout.decode()
+    assert result.returncode == 1, out
+    assert "FAIL http source: cannot use tls_cert 'missing.pem'" in out and "Traceback" not in out
+
+
 # --- search: a reader that reads only what it is asked ------------------------------------------------
 
 @pytest.fixture
