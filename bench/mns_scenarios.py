@@ -35,7 +35,7 @@ from mns.mns_exception import MNSServerException  # noqa: E402
 from mns.queue import Message as MnsMessage, QueueMeta  # noqa: E402
 
 from shipper import events  # noqa: E402
-from shipper.config import BatchSettings, MnsSource  # noqa: E402
+from shipper.config import BatchSettings, MnsSourceSettings  # noqa: E402
 from shipper.credentials import Credentials  # noqa: E402
 from shipper.normalize import events_from_bytes  # noqa: E402
 from shipper.pipeline import Pipeline  # noqa: E402
@@ -135,7 +135,7 @@ def consume(endpoint: str, db: str, expected: int, outage: float, receivers: int
     started = time.monotonic()
     sink = OutageSink(Path(db), started + outage)
     pipeline = Pipeline([sink], BatchSettings()).start()
-    settings = MnsSource(endpoint=endpoint, queue=QUEUE, receivers=receivers, wait_seconds=1, max_receives=10)
+    settings = MnsSourceSettings(endpoint=endpoint, queue=QUEUE, receivers=receivers, wait_seconds=1, max_receives=10)
     cpu_started = time.process_time()
     consumer = MnsConsumer(settings, pipeline, Credentials(KEY_ID, SECRET)).start()
     print("started", flush=True)

@@ -27,7 +27,7 @@ from aliyun.log import LogItem, PutLogsRequest
 from aliyun.log.log_logs_raw_pb2 import LogGroupRaw
 
 from shipper import events, slsclient
-from shipper.config import BatchSettings, SlsSink as SlsSettings
+from shipper.config import BatchSettings, SlsSinkSettings
 from shipper.credentials import Credentials
 from shipper.normalize import events_from_bytes
 from shipper.pipeline import Message, Pipeline, Status
@@ -141,7 +141,7 @@ class EmulatorProcess:
 
 
 def pipeline_rate(endpoint: str, bodies: list[bytes]) -> float:
-    sink = SlsSink(SlsSettings(endpoint=endpoint, project=PROJECT), CREDENTIALS)
+    sink = SlsSink(SlsSinkSettings(endpoint=endpoint, project=PROJECT), CREDENTIALS)
     pipeline = Pipeline([sink], BatchSettings()).start()
     remaining = len(bodies)
     all_done = threading.Event()
@@ -166,7 +166,7 @@ def pipeline_rate(endpoint: str, bodies: list[bytes]) -> float:
 
 
 def sink_rate(endpoint: str, records: list[dict]) -> float:
-    sink = SlsSink(SlsSettings(endpoint=endpoint, project=PROJECT), CREDENTIALS)
+    sink = SlsSink(SlsSinkSettings(endpoint=endpoint, project=PROJECT), CREDENTIALS)
     started = time.perf_counter()
     for start in range(0, len(records), BATCH):
         sink.write(events.EVENTS_TABLE, records[start:start + BATCH])

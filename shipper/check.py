@@ -9,7 +9,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipper.config import Config, HttpSource, MnsSource, SimulateSource, SlsSink, SqliteSink, parse_listen
+from shipper.config import Config, HttpSourceSettings, MnsSourceSettings, SimulateSourceSettings, SlsSinkSettings, SqliteSinkSettings, parse_listen
 
 
 @dataclass(frozen=True)
@@ -21,25 +21,25 @@ class Finding:
 def check(config: Config) -> list[Finding]:
     findings = [Finding("ok", f"config {config.path}: valid")]
     for source in config.sources:
-        if isinstance(source, SimulateSource):
+        if isinstance(source, SimulateSourceSettings):
             findings.append(Finding("warn", f"simulate source: a demo fleet of {source.instances} instances "
                                             f"is enabled; remove it in production"))
-        elif isinstance(source, HttpSource):
+        elif isinstance(source, HttpSourceSettings):
             findings += _check_http(source)
-        elif isinstance(source, MnsSource):
+        elif isinstance(source, MnsSourceSettings):
             findings.append(_check_mns(source))
     if config.hooks.restart.enabled or config.hooks.lb_drain.enabled:
         findings.append(_check_openapi(config))
     for sink in config.sinks:
-        if isinstance(sink, SqliteSink):
+        if isinstance(sink, SqliteSinkSettings):
             findings.append(_check_sqlite(sink))
-        elif isinstance(sink, SlsSink):
+        elif isinstance(sink, SlsSinkSettings):
             findings += _check_sls(sink)
     return findings
 
 
 def _check_openapi(config: Config) -> Finding:
-    from shipper.actions.openapi import ApiError, OpenApi
+    from shipper.hooks.openapi import ApiError, OpenApi
     from shipper.credentials import Credentials, MissingCredentials
 
     try:
@@ -57,7 +57,7 @@ def _check_openapi(config: Config) -> Finding:
                          f"{credentials.access_key_id} ({count} instances)")
 
 
-def _check_sls(sink: SlsSink) -> list[Finding]:
+def _check_sls(sink: SlsSinkSettings) -> list[Finding]:
     from shipper.credentials import Credentials, MissingCredentials
     from shipper.slsclient import error_code, make_client
 
@@ -79,7 +79,7 @@ def _check_sls(sink: SlsSink) -> list[Finding]:
     return findings
 
 
-def _check_http(source: HttpSource) -> list[Finding]:
+def _check_http(source: HttpSourceSettings) -> list[Finding]:
     findings = []
     if os.environ.get(source.token_env):
         findings.append(Finding("ok", f"http source: token variable {source.token_env} is set"))
@@ -99,7 +99,7 @@ def _check_http(source: HttpSource) -> list[Finding]:
     return findings
 
 
-def _check_tls(source: HttpSource) -> Finding:
+def _check_tls(source: HttpSourceSettings) -> Finding:
     """Load the pair the way `shipper run` will, so a bad path or a key that does not match shows here."""
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(source.tls_cert, source.tls_key)
@@ -109,7 +109,7 @@ def _check_tls(source: HttpSource) -> Finding:
     return Finding("ok", f"http source: TLS certificate {source.tls_cert} and its key load")
 
 
-def _check_mns(source: MnsSource) -> Finding:
+def _check_mns(source: MnsSourceSettings) -> Finding:
     from shipper.credentials import Credentials, MissingCredentials
     from shipper.sources.mns import MnsFatal, check_queue
 
@@ -125,7 +125,7 @@ def _check_mns(source: MnsSource) -> Finding:
                          f"{info['active_messages']} waiting, {info['inactive_messages']} in flight)")
 
 
-def _check_sqlite(sink: SqliteSink) -> Finding:
+def _check_sqlite(sink: SqliteSinkSettings) -> Finding:
     from shipper.sinks.sqlite import StoreError, connect
 
     path = Path(sink.path)

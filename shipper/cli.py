@@ -34,7 +34,7 @@ def _open_store(config: config_mod.Config, store: str | None):
     from shipper.search import SlsStore, SqliteStore
 
     sqlite = config.sqlite_sink()
-    sls = next((s for s in config.sinks if isinstance(s, config_mod.SlsSink)), None)
+    sls = next((s for s in config.sinks if isinstance(s, config_mod.SlsSinkSettings)), None)
     if store == "sls" or (store is None and sqlite is None and sls is not None):
         if sls is None:
             raise click.ClickException(f"{config.path}: no [[sinks]] of type \"sls\" to search")
@@ -240,7 +240,7 @@ def lifecycle(instance_id: str, as_json: bool, store: str | None, config_path: s
 
     Works long after release: name and type come from earlier events when the Deleted event lacks them.
     """
-    from shipper.enrich import cache_path, read_entry
+    from shipper.instances.cache import cache_path, read_entry
     from shipper.search import format_table, lifecycle as timeline_of, summarize
 
     config = _load_config(config_path)
@@ -304,7 +304,7 @@ def _sls_client(config_path: str | None, endpoint: str | None):
 
     if not endpoint:
         config = _load_config(config_path)
-        sls = next((s for s in config.sinks if isinstance(s, config_mod.SlsSink)), None)
+        sls = next((s for s in config.sinks if isinstance(s, config_mod.SlsSinkSettings)), None)
         if sls is None:
             raise click.BadParameter(f"give --endpoint, or add an sls sink to {config.path}", param_hint="--endpoint")
         endpoint = sls.endpoint

@@ -35,7 +35,7 @@ class BatchSettings:
 
 
 @dataclass(frozen=True)
-class SimulateSource:
+class SimulateSourceSettings:
     """A demo fleet, like Vector's demo_logs: remove it in production."""
     type: str = "simulate"
     instances: int = 20
@@ -46,7 +46,7 @@ class SimulateSource:
 
 
 @dataclass(frozen=True)
-class HttpSource:
+class HttpSourceSettings:
     """CloudMonitor pushes, EventBridge HTTP targets (and, later, SLS alert hooks)."""
     type: str = "http"
     listen: str = "127.0.0.1:8787"
@@ -64,7 +64,7 @@ class HttpSource:
 
 
 @dataclass(frozen=True)
-class MnsSource:
+class MnsSourceSettings:
     """A CloudMonitor / EventBridge queue; credentials come from the ALIBABA_CLOUD_* variables."""
     type: str = "mns"
     endpoint: str = ""                      # http(s)://<uid>.mns.<region>.aliyuncs.com
@@ -76,13 +76,13 @@ class MnsSource:
 
 
 @dataclass(frozen=True)
-class SqliteSink:
+class SqliteSinkSettings:
     type: str = "sqlite"
     path: str = ""                          # default: <data_dir>/events.db
 
 
 @dataclass(frozen=True)
-class SlsSink:
+class SlsSinkSettings:
     """SLS logstores; credentials come from the ALIBABA_CLOUD_* variables."""
     type: str = "sls"
     endpoint: str = ""                      # cn-hangzhou.log.aliyuncs.com, https://..., or 127.0.0.1:<port>
@@ -96,7 +96,7 @@ class SlsSink:
 
 
 @dataclass(frozen=True)
-class RestartHook:
+class RestartHookSettings:
     """Start an instance that stopped unexpectedly; never fights a deliberate stop, a lock or a reclaim."""
     enabled: bool = False
     dry_run: bool = True
@@ -109,7 +109,7 @@ class RestartHook:
 
 
 @dataclass(frozen=True)
-class LbDrainHook:
+class LbDrainHookSettings:
     """Take a spot instance out of every load-balancer group before it is reclaimed."""
     enabled: bool = False
     dry_run: bool = True
@@ -122,8 +122,8 @@ class LbDrainHook:
 
 @dataclass(frozen=True)
 class HooksSettings:
-    restart: RestartHook = field(default_factory=RestartHook)
-    lb_drain: LbDrainHook = field(default_factory=LbDrainHook)
+    restart: RestartHookSettings = field(default_factory=RestartHookSettings)
+    lb_drain: LbDrainHookSettings = field(default_factory=LbDrainHookSettings)
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,8 @@ class OpenApiSettings:
     timeout_seconds: float = 10.0
 
 
-SOURCE_TYPES: dict[str, type] = {"simulate": SimulateSource, "http": HttpSource, "mns": MnsSource}
-SINK_TYPES: dict[str, type] = {"sqlite": SqliteSink, "sls": SlsSink}
+SOURCE_TYPES: dict[str, type] = {"simulate": SimulateSourceSettings, "http": HttpSourceSettings, "mns": MnsSourceSettings}
+SINK_TYPES: dict[str, type] = {"sqlite": SqliteSinkSettings, "sls": SlsSinkSettings}
 ENVELOPE_CHOICES = ("mixed", "cms", "cms-subscription", "eventbridge")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -152,8 +152,8 @@ class Config:
     hooks: HooksSettings = field(default_factory=HooksSettings)
     openapi: OpenApiSettings = field(default_factory=OpenApiSettings)
 
-    def sqlite_sink(self) -> SqliteSink | None:
-        return next((s for s in self.sinks if isinstance(s, SqliteSink)), None)
+    def sqlite_sink(self) -> SqliteSinkSettings | None:
+        return next((s for s in self.sinks if isinstance(s, SqliteSinkSettings)), None)
 
 
 def load(path: str | Path) -> Config:
@@ -180,17 +180,17 @@ def from_dict(doc: dict, path: str = "config.toml") -> Config:
     if not isinstance(hooks_doc, dict):
         raise ConfigError(f"{path}: [hooks] must be a table")
     _reject_unknown(hooks_doc, {"restart", "lb_drain"}, path, "[hooks]")
-    hooks = HooksSettings(restart=_build(RestartHook, hooks_doc.get("restart", {}), path, "[hooks.restart]"),
-                          lb_drain=_build(LbDrainHook, hooks_doc.get("lb_drain", {}), path, "[hooks.lb_drain]"))
+    hooks = HooksSettings(restart=_build(RestartHookSettings, hooks_doc.get("restart", {}), path, "[hooks.restart]"),
+                          lb_drain=_build(LbDrainHookSettings, hooks_doc.get("lb_drain", {}), path, "[hooks.lb_drain]"))
     openapi = _build(OpenApiSettings, doc.get("openapi", {}), path, "[openapi]")
     sources = tuple(_typed(item, SOURCE_TYPES, path, f"[[sources]] #{i + 1}")
                     for i, item in enumerate(_array_of_tables(doc, "sources", path)))
     sinks = tuple(_typed(item, SINK_TYPES, path, f"[[sinks]] #{i + 1}")
                   for i, item in enumerate(_array_of_tables(doc, "sinks", path)))
     sources = tuple(dataclasses.replace(s, endpoint=endpoint_url(s.endpoint))
-                    if isinstance(s, MnsSource) and s.endpoint else s for s in sources)
+                    if isinstance(s, MnsSourceSettings) and s.endpoint else s for s in sources)
     sinks = tuple(dataclasses.replace(s, path=str(Path(shipper.data_dir) / "events.db"))
-                  if isinstance(s, SqliteSink) and not s.path else s for s in sinks)
+                  if isinstance(s, SqliteSinkSettings) and not s.path else s for s in sinks)
     config = Config(path=path, shipper=shipper, batch=batch, sources=sources, sinks=sinks, hooks=hooks,
                     openapi=openapi)
     _validate(config)
@@ -267,13 +267,13 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"{p}: [batch]: `linger_ms` must be 0 or more, got {b.linger_ms!r}")
     for i, src in enumerate(config.sources):
         where = f"[[sources]] #{i + 1} (type {src.type!r})"
-        if isinstance(src, SimulateSource):
+        if isinstance(src, SimulateSourceSettings):
             positive(where, "instances", src.instances)
             positive(where, "duration_seconds", src.duration_seconds)
             positive(where, "rate", src.rate)
             if src.envelope not in ENVELOPE_CHOICES:
                 raise ConfigError(f"{p}: {where}: `envelope` must be one of {', '.join(ENVELOPE_CHOICES)}, got {src.envelope!r}")
-        elif isinstance(src, HttpSource):
+        elif isinstance(src, HttpSourceSettings):
             try:
                 parse_listen(src.listen)
             except ValueError as e:
@@ -287,7 +287,7 @@ def _validate(config: Config) -> None:
                 positive(where, name, getattr(src, name))
             if bool(src.tls_cert) != bool(src.tls_key):
                 raise ConfigError(f"{p}: {where}: `tls_cert` and `tls_key` go together: set both (HTTPS) or neither")
-        elif isinstance(src, MnsSource):
+        elif isinstance(src, MnsSourceSettings):
             if not src.endpoint:
                 raise ConfigError(f"{p}: {where}: `endpoint` is required, e.g. "
                                   f"https://<uid>.mns.cn-hangzhou.aliyuncs.com or 127.0.0.1:9921")
@@ -301,7 +301,7 @@ def _validate(config: Config) -> None:
                 raise ConfigError(f"{p}: {where}: `batch_size` must be 1 to 16 (the MNS batch limit), got {src.batch_size}")
     for i, sink in enumerate(config.sinks):
         where = f"[[sinks]] #{i + 1} (type {sink.type!r})"
-        if isinstance(sink, SlsSink):
+        if isinstance(sink, SlsSinkSettings):
             if not sink.endpoint or not sink.project:
                 raise ConfigError(f"{p}: {where}: `endpoint` and `project` are required, e.g. "
                                   f"endpoint = \"cn-hangzhou.log.aliyuncs.com\", project = \"ecs-audit\"")

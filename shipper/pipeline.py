@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from shipper import events, metrics
-from shipper.actions import INLINE
+from shipper.hooks import INLINE
 from shipper.config import BatchSettings
 from shipper.decode import DEFAULT_MAX_BYTES, Rejected
 from shipper.normalize import events_from_bytes

@@ -11,19 +11,19 @@ import signal
 import threading
 
 from shipper import events, metrics
-from shipper.actions.engine import HookEngine
-from shipper.actions.lb_drain import LbDrainHook
-from shipper.actions.openapi import OpenApi
-from shipper.actions.restart import RestartHook
-from shipper.alert_keys import AlertKeys, alert_keys_path
-from shipper.config import Config, HttpSource, MnsSource, SimulateSource
-from shipper.config import SlsSink as SlsSinkSettings, SqliteSink as SqliteSinkSettings
+from shipper.hooks.engine import HookEngine
+from shipper.hooks.lb_drain import LbDrainHook
+from shipper.hooks.openapi import OpenApi
+from shipper.hooks.restart import RestartHook
+from shipper.hooks.alert_keys import AlertKeys, alert_keys_path
+from shipper.config import Config, HttpSourceSettings, MnsSourceSettings, SimulateSourceSettings
+from shipper.config import SlsSinkSettings, SqliteSinkSettings
 from shipper.pipeline import Pipeline
 from shipper.sinks.sls import SlsSink
 from shipper.sinks.sqlite import SqliteSink, StoreError
 from shipper.sources.http import HttpServer
 from shipper.credentials import Credentials, MissingCredentials
-from shipper.enrich import InstanceCache, cache_path
+from shipper.instances.cache import InstanceCache, cache_path
 from shipper.sources.mns import MnsConsumer, MnsFatal
 from shipper.sources.simulate import SimulateRunner
 
@@ -84,13 +84,13 @@ def build_hooks(config: Config, pipeline: Pipeline) -> HookEngine | None:
 def build_sources(config: Config, pipeline: Pipeline, on_fatal) -> list:
     sources = []
     for settings in config.sources:
-        if isinstance(settings, HttpSource):
+        if isinstance(settings, HttpSourceSettings):
             # With hooks on, accepted alert notifications are kept in data_dir: a repeat after a restart is known.
             keys = AlertKeys(alert_keys_path(config.shipper.data_dir)) if pipeline.hooks else None
             sources.append(HttpServer(settings, pipeline, alert_keys=keys))
-        elif isinstance(settings, SimulateSource):
+        elif isinstance(settings, SimulateSourceSettings):
             sources.append(SimulateRunner(settings, pipeline))
-        elif isinstance(settings, MnsSource):
+        elif isinstance(settings, MnsSourceSettings):
             try:
                 credentials = Credentials.from_env()
             except MissingCredentials as e:

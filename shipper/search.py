@@ -171,7 +171,7 @@ def lifecycle(store, instance_id: str) -> list[dict]:
 def summarize(timeline: list[dict], cached: dict | None = None) -> dict:
     """What an operator asks first: what it was, when it was created and released, how long it lived.
 
-    `cached` is the instance cache's entry (enrich.py): zone, tags and charge type the events do not carry."""
+    `cached` is the instance cache's entry (instances/cache.py): zone, tags and charge type the events do not carry."""
     if not timeline:
         return {}
     last = timeline[-1]

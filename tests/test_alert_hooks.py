@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from shipper import events
-from shipper.actions import ACTED, INLINE, PENDING, SKIPPED, SUCCEEDED, action_record
-from shipper.actions.engine import HookEngine
-from shipper.actions.lb_drain import LbDrainHook
-from shipper.actions.restart import RestartHook
-from shipper.alert_keys import AlertKeys, alert_keys_path
-from shipper.config import BatchSettings, HttpSource, LbDrainHook as DrainSettings, RestartHook as RestartSettings
+from shipper.hooks import ACTED, INLINE, PENDING, SKIPPED, SUCCEEDED, action_record
+from shipper.hooks.engine import HookEngine
+from shipper.hooks.lb_drain import LbDrainHook
+from shipper.hooks.restart import RestartHook
+from shipper.hooks.alert_keys import AlertKeys, alert_keys_path
+from shipper.config import BatchSettings, HttpSourceSettings, LbDrainHookSettings, RestartHookSettings
 from shipper.dashboards.template import render_template
 from shipper.pipeline import Pipeline
 from shipper.sinks.sqlite import SqliteSink
@@ -52,7 +52,7 @@ def server(tmp_path, monkeypatch):
     pipeline = Pipeline([SqliteSink(tmp_path / "e.db")], BatchSettings(linger_ms=10)).start()
     hook = ProbeRestart()
     pipeline.hooks = HookEngine([hook], lambda records, done: pipeline.record(events.ACTIONS_TABLE, records, done))
-    srv = HttpServer(HttpSource(listen="127.0.0.1:0"), pipeline).start()
+    srv = HttpServer(HttpSourceSettings(listen="127.0.0.1:0"), pipeline).start()
     srv.hook, srv.db = hook, tmp_path / "e.db"
     yield srv
     srv.stop()
@@ -183,10 +183,10 @@ def drain_server(tmp_path, monkeypatch, emulator):
                                                              {"ServerId": ON_DEMAND, "Port": 80}])
     pipeline = Pipeline([SqliteSink(tmp_path / "e.db")], BatchSettings(linger_ms=10)).start()
     engine = HookEngine([], lambda records, done: pipeline.record(events.ACTIONS_TABLE, records, done))
-    settings = DrainSettings(enabled=True, dry_run=False, drain_seconds=0.0)
+    settings = LbDrainHookSettings(enabled=True, dry_run=False, drain_seconds=0.0)
     engine.hooks.append(LbDrainHook(settings, openapi(emulator), recent_events=engine.recent_events))
     pipeline.hooks = engine
-    srv = HttpServer(HttpSource(listen="127.0.0.1:0"), pipeline).start()
+    srv = HttpServer(HttpSourceSettings(listen="127.0.0.1:0"), pipeline).start()
     srv.db, srv.api, srv.engine = tmp_path / "e.db", emulator, engine
     yield srv
     srv.stop()
@@ -242,10 +242,10 @@ def start_restart_server(data_dir: Path, emulator, grace: float) -> HttpServer:
     """`shipper run`'s wiring: the real restart hook, the store and the accepted alert keys in data_dir."""
     pipeline = Pipeline([SqliteSink(data_dir / "e.db")], BatchSettings(linger_ms=10)).start()
     engine = HookEngine([], lambda records, done: pipeline.record(events.ACTIONS_TABLE, records, done))
-    settings = RestartSettings(enabled=True, dry_run=False, grace_seconds=grace, confirm_timeout_seconds=5.0)
+    settings = RestartHookSettings(enabled=True, dry_run=False, grace_seconds=grace, confirm_timeout_seconds=5.0)
     engine.hooks.append(RestartHook(settings, openapi(emulator), recent_events=engine.recent_events))
     pipeline.hooks = engine
-    srv = HttpServer(HttpSource(listen="127.0.0.1:0"), pipeline,
+    srv = HttpServer(HttpSourceSettings(listen="127.0.0.1:0"), pipeline,
                      alert_keys=AlertKeys(alert_keys_path(data_dir))).start()
     srv.db, srv.engine, srv.pipeline = data_dir / "e.db", engine, pipeline
     return srv

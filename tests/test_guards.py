@@ -3,8 +3,8 @@ import datetime as dt
 
 import pytest
 
-from shipper.actions import guards
-from shipper.actions.openapi import Instance
+from shipper.hooks import guards
+from shipper.instances.model import Instance
 
 STOP_MS = 1_760_000_000_000          # the Stopped event's time
 NOW = STOP_MS / 1000 + 60

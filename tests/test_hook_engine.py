@@ -3,8 +3,8 @@ import threading
 import time
 
 from shipper import events
-from shipper.actions import ACTED, SKIPPED, action_record
-from shipper.actions.engine import HookEngine
+from shipper.hooks import ACTED, SKIPPED, action_record
+from shipper.hooks.engine import HookEngine
 from shipper.config import BatchSettings
 from shipper.pipeline import Message, Pipeline, Status
 from tests.conftest import FIXTURES

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from shipper import config, metrics, runner
 from shipper.decode import Rejected
-from shipper.enrich import InstanceCache
+from shipper.instances.cache import InstanceCache
 from shipper.normalize import events_from_bytes, normalize
 from tests.waiting import wait_until
 

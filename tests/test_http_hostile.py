@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from shipper import events, metrics
-from shipper.config import BatchSettings, HttpSource
+from shipper.config import BatchSettings, HttpSourceSettings
 from shipper.pipeline import Pipeline
 from shipper.sinks.sqlite import SqliteSink
 from shipper.sources.http import HttpServer
@@ -129,7 +129,7 @@ def make_target(tmp_path, monkeypatch):
         settings = dict(listen="127.0.0.1:0", max_body_bytes=LIMIT, commit_timeout_seconds=10,
                         header_timeout_seconds=1, body_timeout_seconds=1, max_token_failures=3,
                         token_lockout_seconds=1)
-        srv = HttpServer(HttpSource(**{**settings, **overrides}), pipeline).start()
+        srv = HttpServer(HttpSourceSettings(**{**settings, **overrides}), pipeline).start()
         started.append((srv, pipeline))
         return Target(int(srv.address.rsplit(":", 1)[1]), tmp_path / "e.db", srv._thread.is_alive, tls)
 

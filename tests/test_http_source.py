@@ -9,7 +9,7 @@ import urllib.parse
 import pytest
 
 from shipper import events
-from shipper.config import BatchSettings, HttpSource
+from shipper.config import BatchSettings, HttpSourceSettings
 from shipper.pipeline import Pipeline
 from shipper.sinks.sqlite import SqliteSink
 from shipper.sources.http import HttpServer
@@ -47,7 +47,7 @@ def server(tmp_path, monkeypatch, request):
     monkeypatch.setenv("SHIPPER_WEBHOOK_TOKEN", TOKEN)
     sink = FailingSink() if getattr(request, "param", "") == "failing" else SqliteSink(tmp_path / "e.db")
     pipeline = Pipeline([sink], BatchSettings(linger_ms=20)).start()
-    settings = HttpSource(listen="127.0.0.1:0", max_body_bytes=64 * 1024, commit_timeout_seconds=10)
+    settings = HttpSourceSettings(listen="127.0.0.1:0", max_body_bytes=64 * 1024, commit_timeout_seconds=10)
     srv = HttpServer(settings, pipeline).start()
     srv.db = tmp_path / "e.db"
     yield srv
@@ -150,7 +150,7 @@ def test_token_never_reaches_the_logs(server, fixtures_dir, caplog):
 def test_unset_token_variable_refuses_every_push(tmp_path, monkeypatch, fixtures_dir, caplog):
     monkeypatch.delenv("SHIPPER_WEBHOOK_TOKEN", raising=False)
     pipeline = Pipeline([SqliteSink(tmp_path / "e.db")], BatchSettings(linger_ms=0)).start()
-    srv = HttpServer(HttpSource(listen="127.0.0.1:0"), pipeline).start()
+    srv = HttpServer(HttpSourceSettings(listen="127.0.0.1:0"), pipeline).start()
     try:
         assert "SHIPPER_WEBHOOK_TOKEN is not set" in caplog.text
         body = (fixtures_dir / "a_statechange_pending.json").read_bytes()
@@ -166,7 +166,7 @@ def test_stop_refuses_new_connections_and_waiting_pushes_are_answered_after_the_
     monkeypatch.setenv("SHIPPER_WEBHOOK_TOKEN", TOKEN)
     sink = GatedSink(tmp_path / "e.db")
     pipeline = Pipeline([sink], BatchSettings()).start()
-    srv = HttpServer(HttpSource(listen="127.0.0.1:0"), pipeline).start()
+    srv = HttpServer(HttpSourceSettings(listen="127.0.0.1:0"), pipeline).start()
     srv.db = tmp_path / "e.db"
     body = (fixtures_dir / "a_statechange_pending.json").read_bytes()
     answer = []

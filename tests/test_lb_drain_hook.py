@@ -7,18 +7,18 @@ import time
 import pytest
 
 from shipper import events
-from shipper.actions import ACTED, ALERT, DRY_RUN, FAILED, INLINE, PENDING, SKIPPED, SUCCEEDED
-from shipper.actions import guards
-from shipper.actions.guards import reclaim_time
-from shipper.actions.lb_drain import LbDrainHook
-from shipper.actions.openapi import Instance
-from shipper.config import LbDrainHook as DrainSettings
+from shipper.hooks import ACTED, ALERT, DRY_RUN, FAILED, INLINE, PENDING, SKIPPED, SUCCEEDED
+from shipper.hooks import guards
+from shipper.hooks.guards import reclaim_time
+from shipper.hooks.lb_drain import LbDrainHook
+from shipper.instances.model import Instance
+from shipper.config import LbDrainHookSettings
 from tests.test_restart_hook import FakeTime, emulator, openapi  # noqa: F401 (emulator is a fixture)
 from tests.waiting import wait_until
 
 SPOT = "i-bp1spot0000000001"
 OTHER = "i-bp1other000000001"
-LIVE = DrainSettings(enabled=True, dry_run=False, drain_seconds=30.0, safety_margin_seconds=30.0)
+LIVE = LbDrainHookSettings(enabled=True, dry_run=False, drain_seconds=30.0, safety_margin_seconds=30.0)
 
 
 def interruption(instance_id: str, at: float, reclaim_in: float | None = 300.0) -> dict:

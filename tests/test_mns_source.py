@@ -9,7 +9,7 @@ import pytest
 from mns.account import Account
 from mns.mns_exception import MNSClientNetworkException, MNSServerException
 
-from shipper.config import BatchSettings, MnsSource
+from shipper.config import BatchSettings, MnsSourceSettings
 from shipper.pipeline import Pipeline
 from shipper.sinks.sqlite import SqliteSink
 from shipper.credentials import Credentials, MissingCredentials
@@ -45,7 +45,7 @@ def send_all(mns, bodies, base64_every=2):
 def settings(mns, **overrides):
     values = dict(endpoint=mns.endpoint, queue=QUEUE, receivers=2, wait_seconds=1, max_receives=5)
     values.update(overrides)
-    return MnsSource(**values)
+    return MnsSourceSettings(**values)
 
 
 class Flaky:

@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from shipper.actions.openapi import MAX_ATTEMPTS, ALB, NLB, ApiError, Backend, NotFound, OpenApi
+from shipper.hooks.openapi import MAX_ATTEMPTS, ALB, NLB, ApiError, Backend, NotFound, OpenApi
 from shipper.config import OpenApiSettings
 from shipper.credentials import Credentials
 from tests.emulators.openapi import OpenApiEmulator
@@ -230,5 +230,5 @@ def test_secret_and_token_never_reach_errors_or_logs(emulator, caplog):
         assert_no_secret(str(error))
         assert_no_secret(error.message)
         assert error.__context__ is None and error.__cause__ is None     # the SDK's exception is not chained
-    assert any(r.name == "shipper.actions.openapi" for r in caplog.records), "failures are logged"
+    assert any(r.name == "shipper.hooks.openapi" for r in caplog.records), "failures are logged"
     assert_no_secret(caplog.text)

@@ -6,17 +6,17 @@ import time
 import pytest
 
 from shipper import events
-from shipper.actions import ACTED, DRY_RUN, FAILED, INLINE, PENDING, SKIPPED, SUCCEEDED
-from shipper.actions.openapi import OpenApi
-from shipper.actions.restart import RestartHook
-from shipper.config import OpenApiSettings, RestartHook as RestartSettings
+from shipper.hooks import ACTED, DRY_RUN, FAILED, INLINE, PENDING, SKIPPED, SUCCEEDED
+from shipper.hooks.openapi import OpenApi
+from shipper.hooks.restart import RestartHook
+from shipper.config import OpenApiSettings, RestartHookSettings
 from shipper.credentials import Credentials
 from tests.emulators.openapi import OpenApiEmulator
 
 KEY_ID, SECRET = "LTAIexampleKEY01", "exampleSecret0123456789"
 TAG = {"shipper:auto-restart": "true"}
 INSTANCE = "i-bp1restart00000001"
-LIVE = RestartSettings(enabled=True, dry_run=False, confirm_timeout_seconds=60.0)
+LIVE = RestartHookSettings(enabled=True, dry_run=False, confirm_timeout_seconds=60.0)
 
 
 class FakeTime:

@@ -16,7 +16,7 @@ import pytest
 from aliyun.log import LogException
 
 from shipper import events, slsclient
-from shipper.config import BatchSettings, SlsSink as SlsSettings
+from shipper.config import BatchSettings, SlsSinkSettings
 from shipper.credentials import Credentials
 from shipper.normalize import events_from_bytes
 from shipper.pipeline import Message, Pipeline, Status
@@ -78,7 +78,7 @@ def fake_time():
 
 def make_sink(sls: SlsEmulator, fake_time: FakeTime, *, secret: str = SK, **settings) -> SlsSink:
     settings.setdefault("endpoint", sls.endpoint)
-    return SlsSink(SlsSettings(project=PROJECT, **settings), Credentials(AK, secret),
+    return SlsSink(SlsSinkSettings(project=PROJECT, **settings), Credentials(AK, secret),
                    sleep=fake_time.sleep, clock=fake_time.clock)
 
 

@@ -164,7 +164,7 @@ def _describe(error: LogException) -> str:
 class SlsSink:
     name = "sls"
 
-    def __init__(self, settings: config.SlsSink, credentials: Credentials, *,
+    def __init__(self, settings: config.SlsSinkSettings, credentials: Credentials, *,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
         self.settings = settings
         self._client = slsclient.make_client(settings.endpoint, credentials, timeout=settings.timeout_seconds)

@@ -30,9 +30,9 @@ import orjson
 import uvicorn
 
 from shipper import events, metrics
-from shipper.actions import ALERT, action_record
-from shipper.alert_keys import AlertKeys
-from shipper.config import HttpSource, parse_listen
+from shipper.hooks import ALERT, action_record
+from shipper.hooks.alert_keys import AlertKeys
+from shipper.config import HttpSourceSettings, parse_listen
 from shipper.decode import TOO_LARGE
 from shipper.normalize import parse_time_ms
 from shipper.pipeline import Message, Pipeline, Result, Status
@@ -111,7 +111,7 @@ def _raise_file_limit(connections: int) -> None:
                     target, e)
 
 
-def _listen(settings: HttpSource) -> socket.socket:
+def _listen(settings: HttpSourceSettings) -> socket.socket:
     host, port = parse_listen(settings.listen)
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
@@ -139,7 +139,7 @@ def _loop_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
 
 
 class HttpServer:
-    def __init__(self, settings: HttpSource, pipeline: Pipeline, alert_keys: AlertKeys | None = None):
+    def __init__(self, settings: HttpSourceSettings, pipeline: Pipeline, alert_keys: AlertKeys | None = None):
         """`alert_keys`: the accepted alert notifications; `shipper run` passes the durable one in data_dir,
         without it they are remembered by this process only."""
         self.settings = settings

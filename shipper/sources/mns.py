@@ -28,7 +28,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from shipper.config import MnsSource
+from shipper.config import MnsSourceSettings
 from shipper.credentials import Credentials
 from shipper.pipeline import Message, Pipeline, Result, Status
 from shipper.sources import SourceError
@@ -82,7 +82,7 @@ def classify(exc: Exception) -> str:
     return "retry"
 
 
-def fatal_message(exc: Exception, settings: MnsSource, key_id: str) -> str:
+def fatal_message(exc: Exception, settings: MnsSourceSettings, key_id: str) -> str:
     code = error_code(exc)
     if code in FATAL_QUEUE_CODES:
         return (f"mns source: queue {settings.queue!r} does not exist at {settings.endpoint} ({code}); "
@@ -100,7 +100,7 @@ def backoff_seconds(attempt: int, base: float = 0.2, cap: float = 30.0) -> float
     return random.uniform(0, min(cap, base * 2 ** min(attempt, 20)))
 
 
-def open_queue(settings: MnsSource, credentials: Credentials):
+def open_queue(settings: MnsSourceSettings, credentials: Credentials):
     """A Queue on its own Account and client: the SDK keeps one connection per client, not thread-safe."""
     from mns.account import Account
 
@@ -114,7 +114,7 @@ def open_queue(settings: MnsSource, credentials: Credentials):
     return q
 
 
-def check_queue(settings: MnsSource, credentials: Credentials) -> dict:
+def check_queue(settings: MnsSourceSettings, credentials: Credentials) -> dict:
     """Reach the queue once: its attributes, or MnsFatal naming the problem."""
     import mns.pkg_info
 
@@ -149,7 +149,7 @@ class _Held:
 
 
 class MnsConsumer:
-    def __init__(self, settings: MnsSource, pipeline: Pipeline, credentials: Credentials,
+    def __init__(self, settings: MnsSourceSettings, pipeline: Pipeline, credentials: Credentials,
                  on_fatal=lambda message: None, clock=time.monotonic):
         self.settings = settings
         self.pipeline = pipeline

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 
-from shipper.config import SimulateSource
+from shipper.config import SimulateSourceSettings
 from shipper.pipeline import Message, Pipeline, Result, Status
 from shipper.simulate import FleetSimulator
 
@@ -17,7 +17,7 @@ log = logging.getLogger("shipper.sources.simulate")
 
 
 class SimulateRunner:
-    def __init__(self, settings: SimulateSource, pipeline: Pipeline):
+    def __init__(self, settings: SimulateSourceSettings, pipeline: Pipeline):
         self.settings = settings
         self.pipeline = pipeline
         self._stop = threading.Event()

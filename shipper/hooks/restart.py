@@ -11,9 +11,10 @@ import time
 from functools import partial
 from typing import Callable, Iterable
 
-from shipper.actions import ACTED, DRY_RUN, FAILED, PENDING, SKIPPED, SUCCEEDED, action_record, guards
-from shipper.actions.openapi import ApiError, Instance, NotFound, OpenApi
-from shipper.config import RestartHook as RestartSettings
+from shipper.hooks import ACTED, DRY_RUN, FAILED, PENDING, SKIPPED, SUCCEEDED, action_record, guards
+from shipper.hooks.openapi import ApiError, NotFound, OpenApi
+from shipper.instances.model import Instance
+from shipper.config import RestartHookSettings
 from shipper.events import format_time_ms
 
 POLL_SECONDS = 5.0
@@ -22,7 +23,7 @@ POLL_SECONDS = 5.0
 class RestartHook:
     name = "restart"
 
-    def __init__(self, settings: RestartSettings, api: OpenApi, *, clock: Callable[[], float] = time.time,
+    def __init__(self, settings: RestartHookSettings, api: OpenApi, *, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
                  recent_events: Callable[[str], Iterable[dict]] | None = None):
         """`recent_events(instance_id)`: the normalized events known for that instance (any order), used

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from typing import Callable, Iterable
 
-from shipper.actions.openapi import Instance
+from shipper.instances.model import Instance
 
 STATE_CHANGE = "Instance:StateChange"
 INTERRUPTION = "Instance:PreemptibleInstanceInterruption"

@@ -29,6 +29,7 @@ from aliyunsdkcore.request import CommonRequest
 
 from shipper.config import OpenApiSettings, endpoint_url
 from shipper.credentials import Credentials
+from shipper.instances.model import Instance
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ CLB_SERVERS_PER_CALL = 20           # documented limit of BackendServers per CLB
 SERVER_GROUP_REMOVALS_PER_CALL = 200
 SERVER_GROUP_UPDATES_PER_CALL = 40
 ECS_IDS_PER_CALL = 100              # DescribeInstances InstanceIds
-SPOT_STRATEGIES = frozenset({"SpotAsPriceGo", "SpotWithPriceLimit"})
 
 RETRYABLE_CODES = frozenset({
     "Throttling", "Throttling.User", "Throttling.Api", "ServiceUnavailable", "InternalError", "UnknownError",
@@ -73,28 +73,6 @@ class ApiError(Exception):
 
 class NotFound(ApiError):
     """The instance, load balancer, group or member does not exist (any more)."""
-
-
-@dataclass(frozen=True)
-class Instance:
-    instance_id: str
-    status: str
-    tags: dict
-    lock_reasons: tuple = ()            # OperationLocks LockReason values: financial, security, Recycling, …
-    spot_strategy: str = "NoSpot"
-    charge_type: str = ""               # PrePaid | PostPaid
-    stopped_mode: str = ""              # KeepCharging | StopCharging | Not-applicable
-    expired_time: str = ""              # minute precision, YYYY-MM-DDTHH:MMZ
-    zone_id: str = ""
-    instance_type: str = ""
-    instance_name: str = ""
-    private_ips: tuple = ()
-    public_ips: tuple = ()
-
-    @property
-    def is_spot(self) -> bool:
-        """Only the two spot strategies count: an unknown value is not taken for spot (NoSpot is on-demand)."""
-        return self.spot_strategy in SPOT_STRATEGIES
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import orjson
 from shipper import metrics
 from shipper.sinks.sqlite import StoreError
 
-log = logging.getLogger("shipper.enrich")
+log = logging.getLogger("shipper.instances.cache")
 
 # Record fields an event may lack and the cache can supply.
 FILLED_FIELDS = ("instance_name", "instance_type", "private_ip", "public_ip", "region_id")

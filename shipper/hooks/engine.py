@@ -17,9 +17,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from shipper.actions import SKIPPED, Hook, action_record
+from shipper.hooks import SKIPPED, Hook, action_record
 
-log = logging.getLogger("shipper.actions")
+log = logging.getLogger("shipper.hooks")
 
 RECENT_UIDS = 100_000  # (hook, event_uid) pairs remembered to ignore redeliveries
 HISTORY_PER_INSTANCE = 16  # recent events kept per instance for the guards (superseded, stop cause)

@@ -27,12 +27,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Callable, Iterable
 
-from shipper.actions import ACTED, DRY_RUN, FAILED, INLINE, PENDING, SKIPPED, SUCCEEDED, action_record, guards
-from shipper.actions.openapi import (
+from shipper.hooks import ACTED, DRY_RUN, FAILED, INLINE, PENDING, SKIPPED, SUCCEEDED, action_record, guards
+from shipper.hooks.openapi import (
     ALB, CLB_SERVERS_PER_CALL, ECS_IDS_PER_CALL, MAX_ATTEMPTS, NLB, SERVER_GROUP_REMOVALS_PER_CALL,
     SERVER_GROUP_UPDATES_PER_CALL, ApiError, Backend, NotFound, OpenApi, backoff_seconds,
 )
-from shipper.config import LbDrainHook as LbDrainSettings
+from shipper.config import LbDrainHookSettings
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ class _Tally:
 class LbDrainHook:
     name = "lb_drain"
 
-    def __init__(self, settings: LbDrainSettings, api: OpenApi, *, clock: Callable[[], float] = time.time,
+    def __init__(self, settings: LbDrainHookSettings, api: OpenApi, *, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
                  recent_events: Callable[[str], Iterable[dict]] | None = None):
         """`recent_events(instance_id)`: the committed events known for that instance (the engine's

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from shipper import metrics
-from shipper.actions.openapi import Instance
-from shipper.enrich import InstanceCache, read_entry
+from shipper.instances.model import Instance
+from shipper.instances.cache import InstanceCache, read_entry
 from shipper.events import new_event
 from shipper.sinks.sqlite import StoreError
 

@@ -1,6 +1,6 @@
 """Hooks: a decision first, a cloud call second, both recorded in `shipper-actions`.
 
-A hook is a small class (Cloud Custodian style) the engine (actions/engine.py) drives:
+A hook is a small class (Cloud Custodian style) the engine (hooks/engine.py) drives:
 
     name: str                                   "restart" or "lb_drain"
     wants(event) -> bool                        cheap, pure: does this normalized event trigger the hook?

@@ -1,0 +1,1 @@
+"""What each instance was: the DescribeInstances model and the cache that keeps it after release."""
