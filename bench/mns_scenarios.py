@@ -35,8 +35,9 @@ from mns.mns_exception import MNSServerException  # noqa: E402
 from mns.queue import Message as MnsMessage, QueueMeta  # noqa: E402
 
 from shipper import events  # noqa: E402
-from shipper.config import BatchSettings, MnsSourceSettings  # noqa: E402
-from shipper.credentials import Credentials  # noqa: E402
+from shipper.config import BatchSettings  # noqa: E402
+from shipper.sources.mns import MnsSourceSettings  # noqa: E402
+from shipper.cloud import Credentials  # noqa: E402
 from shipper.normalize import events_from_bytes  # noqa: E402
 from shipper.pipeline import Pipeline  # noqa: E402
 from shipper.simulate import FleetSimulator  # noqa: E402

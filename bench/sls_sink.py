@@ -26,9 +26,11 @@ from pathlib import Path
 from aliyun.log import LogItem, PutLogsRequest
 from aliyun.log.log_logs_raw_pb2 import LogGroupRaw
 
-from shipper import events, slsclient
-from shipper.config import BatchSettings, SlsSinkSettings
-from shipper.credentials import Credentials
+from shipper import events
+from shipper.cloud.sls import make_client, put_log_group
+from shipper.config import BatchSettings
+from shipper.sinks.sls import SlsSinkSettings
+from shipper.cloud import Credentials
 from shipper.normalize import events_from_bytes
 from shipper.pipeline import Message, Pipeline, Status
 from shipper.simulate import FleetSimulator
@@ -62,7 +64,7 @@ def normalized(bodies: list[bytes]) -> list[dict]:
 
 def _stub_client():
     """A real client whose transport does nothing: what is timed is building and compressing the body."""
-    client = slsclient.make_client("127.0.0.1:9", CREDENTIALS)
+    client = make_client("127.0.0.1:9", CREDENTIALS)
     client._send = lambda *args, **kwargs: ({}, {})
     return client
 
@@ -97,7 +99,7 @@ def encode_direct(client, records: list[dict], encoder=LogEncoder(events.EVENT_F
         ms = int(record["event_time_ms"])
         logs.append(encoder.encode(record, ms // 1000, ms % 1000 * 1_000_000))
     body = b"".join(logs) + group_tail("lifecycle", "bench", TAGS)
-    slsclient.put_log_group(client, PROJECT, "ecs-events", body)
+    put_log_group(client, PROJECT, "ecs-events", body)
 
 
 def encode_costs(records: list[dict], runs: int) -> dict[str, float]:
@@ -130,7 +132,7 @@ class EmulatorProcess:
             self.process.kill()
             raise SystemExit(f"the SLS emulator did not start: {line!r}")
         endpoint = line.rsplit(" ", 1)[1].strip()
-        client = slsclient.make_client(endpoint, CREDENTIALS)
+        client = make_client(endpoint, CREDENTIALS)
         for store in ("ecs-events", "shipper-actions", "shipper-deadletter"):
             client.create_logstore(PROJECT, store, ttl=30, shard_count=2)
         return endpoint

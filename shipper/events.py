@@ -4,8 +4,8 @@ Field names live here only: sinks, queries and dashboards read these tuples.
 """
 from __future__ import annotations
 
-import datetime as _dt
-import functools
+import base64
+
 
 SCHEMA_VERSION = "1"
 
@@ -80,21 +80,14 @@ NUMERIC_FIELDS = frozenset({"event_time_ms", "seconds_before_reclaim"})
 # The fields people search by; the SQLite store indexes them.
 INDEXED_EVENT_FIELDS = ("instance_id", "state", "event_name", "category", "event_time_ms", "region_id")
 
+# An instance's identity as events carry it: an event that lacks one (a Deleted event often does) takes
+# it from the instance's earlier events (the lifecycle timeline, the instance cache).
+IDENTITY_FIELDS = ("instance_name", "instance_type", "private_ip", "public_ip", "region_id")
+
 STATES = ("Pending", "Starting", "Running", "Stopping", "Stopped", "Deleted")
 CATEGORIES = ("lifecycle", "interruption", "maintenance", "failure", "disk", "snapshot", "network", "performance", "other")
 
 Record = dict  # one row of a store: field name -> str
-
-
-def format_time_ms(ms: int) -> str:
-    """Epoch milliseconds -> the schema's UTC text `YYYY-MM-DDTHH:MM:SS.mmmZ`."""
-    return _second_text(ms // 1000) + f"{ms % 1000:03d}Z"
-
-
-@functools.lru_cache(maxsize=4096)
-def _second_text(seconds: int) -> str:
-    """Cached: every event formats two times, and they cluster (strftime was 8% of the MNS path's CPU)."""
-    return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def new_event(**values: str) -> Record:
@@ -106,3 +99,22 @@ def new_event(**values: str) -> Record:
     record["schema"] = SCHEMA_VERSION
     record.update(values)
     return record
+
+
+# The field each table's records are grouped by as `__topic__` (SLS) / `topic` (SQLite).
+TOPIC_FIELD = {EVENTS_TABLE: "category", ACTIONS_TABLE: "hook", DEADLETTER_TABLE: "reason"}
+
+
+def topic(table: str, record: dict) -> str:
+    return record.get(TOPIC_FIELD[table], "")
+
+
+def dead_letter(*, reason: str, source: str, message_id: str, received_time: str, error: str, raw: bytes) -> dict:
+    """One `shipper-deadletter` record: the input kept whole (base64), with why it is not an event."""
+    return {"reason": reason, "source": source, "message_id": message_id, "received_time": received_time,
+            "error": error, "raw_base64": base64.b64encode(raw).decode("ascii")}
+
+
+def is_real_instance_id(instance_id: str) -> bool:
+    """Debug templates mask ids (`i-bp1***`): a masked id names no instance, to act on or to remember."""
+    return instance_id.startswith("i-") and "*" not in instance_id and len(instance_id) > 2

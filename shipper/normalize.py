@@ -5,18 +5,15 @@ sections 2-5, normalization section 7, time formats section 8.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
-import math
-import re
 from dataclasses import dataclass
-from decimal import Decimal
 
 import orjson
 
 from .decode import BAD_ENCODING, DEFAULT_MAX_BYTES, NOT_AN_EVENT, Rejected, decode
-from .events import STATES, format_time_ms, new_event
+from .events import STATES, new_event
+from .times import format_time_ms, parse_time_ms  # noqa: F401  parse_time_ms: also read from here (sources/http.py)
 
 ENVELOPE_CMS, ENVELOPE_SUBSCRIPTION, ENVELOPE_EVENTBRIDGE = "cms", "cms-subscription", "eventbridge"
 
@@ -48,14 +45,6 @@ _NAME_PREFIX_TYPES = {"Instance": "instance", "Disk": "disk", "Snapshot": "snaps
 _CONTENT_ID_KEYS = {"disk": "diskId", "snapshot": "snapshotId", "network-interface": "eniId"}
 
 _INT_TEXT_RANGE = range(-(2**63), 2**64)  # what JSON producers write as numbers; orjson reads no others
-_EPOCH_SECONDS_BELOW = 10**11  # smaller epoch numbers are seconds, not milliseconds
-_MAX_MS = 253402300800000  # 10000-01-01T00:00:00Z, beyond what format_time_ms can print
-_PRC_OFFSET_MINUTES = 8 * 60
-# Basic (20250614T091502.114+0800) and extended (2025-06-14T09:15:02.114+08:00) ISO 8601; seconds optional.
-_TIME_TEXT = re.compile(
-    r"(\d{4})-?(\d{2})-?(\d{2})T(\d{2}):?(\d{2})(?::?(\d{2})(?:\.(\d+))?)?(Z|PRC|([+-])(\d{2}):?(\d{2}))?",
-    re.ASCII,
-)
 
 
 @dataclass(frozen=True)
@@ -147,48 +136,6 @@ def normalize(doc: dict, *, raw: str, received_ms: int) -> dict:
         detail=detail,
         raw=raw,
     ))
-
-
-def parse_time_ms(value) -> int | None:
-    """Every time format of events.md §8 -> epoch ms (UTC), None when unparseable; truncate sub-ms digits."""
-    if isinstance(value, str):
-        text = value.strip()
-        if not (text.isascii() and text.isdigit()):
-            return _parse_time_text(text)
-        try:
-            value = int(text)
-        except ValueError:  # longer than Python's int-from-text limit
-            return None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return None
-        value = Decimal(repr(value))  # exact decimal digits, so truncation matches what was written
-    elif not isinstance(value, int):
-        return None
-    ms = int(value * 1000) if value < _EPOCH_SECONDS_BELOW else int(value)
-    return ms if 0 <= ms < _MAX_MS else None
-
-
-def _parse_time_text(text: str) -> int | None:
-    match = _TIME_TEXT.fullmatch(text)
-    if not match:
-        return None
-    year, month, day, hour, minute, second, fraction, zone, sign, zone_hours, zone_minutes = match.groups()
-    try:
-        moment = _dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0),
-                              tzinfo=_dt.timezone.utc)
-    except ValueError:
-        return None
-    if sign:
-        if int(zone_hours) > 23 or int(zone_minutes) > 59:
-            return None
-        offset_minutes = (1 if sign == "+" else -1) * (int(zone_hours) * 60 + int(zone_minutes))
-    else:
-        offset_minutes = _PRC_OFFSET_MINUTES if zone == "PRC" else 0
-    ms = int(moment.timestamp()) * 1000 + int((fraction or "")[:3].ljust(3, "0")) - offset_minutes * 60_000
-    return ms if 0 <= ms < _MAX_MS else None
 
 
 def _classify(doc) -> _Envelope:

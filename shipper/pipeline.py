@@ -1,7 +1,12 @@
-"""sources -> normalize -> batch -> sinks -> acknowledge.
+"""sources -> normalize -> enrich -> batch -> sinks -> commit listeners -> acknowledge.
 
-A source hands over a Message with an `on_done` callback and acts on the Result: an MNS message is
-deleted, an HTTP push answered 2xx, only once every record made from it is committed to every sink.
+The delivery core: it knows sources, sinks, enrichers and listeners only by these small interfaces, never
+hooks or caches. A source hands over a Message and acts on its Result: an MNS message is deleted once
+`on_done` reports it, an HTTP push answered as soon as `on_committed` does. Enrichers (callables) fill
+event records before they are buffered. After a batch is in every sink, each commit listener is told of
+each record and may take a hold on its message (`hold()` returns the release): as Vector's finalizers
+travel with an event, `on_done` then waits until every hold is released, so a hook that must decide
+before an MNS message is deleted keeps the acknowledgement until it has.
 Input that cannot be decoded becomes a dead-letter record, committed the same way, so it is never lost.
 Records are batched per table by count and bytes, with group commit: a batch is written as soon as the
 sinks are free, and what arrives during a write forms the next one, so low load gets low latency and high
@@ -11,7 +16,6 @@ backlog at the source, not in memory.
 """
 from __future__ import annotations
 
-import base64
 import collections
 import enum
 import logging
@@ -20,11 +24,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from shipper import events, metrics
-from shipper.hooks import INLINE
+from shipper import events
+from shipper.telemetry import metrics
 from shipper.config import BatchSettings
 from shipper.decode import DEFAULT_MAX_BYTES, Rejected
 from shipper.normalize import events_from_bytes
+from shipper.times import format_time_ms
 
 log = logging.getLogger("shipper.pipeline")
 
@@ -55,8 +60,8 @@ class Message:
     source: str
     message_id: str = ""
     content_type: str | None = None
-    on_done: Callable[[Result], None] = _ignore
-    ack_after_hooks: bool = False  # MNS: delete only once every triggered hook has decided (and recorded it)
+    on_done: Callable[[Result], None] = _ignore           # once: committed and every hold released, or not
+    on_committed: Callable[[Result], None] | None = None  # also, as soon as its records are in every sink
 
 
 class Sink(Protocol):
@@ -67,13 +72,19 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-class _Tracker:
-    """Counts a message's records still to commit; reports its Result exactly once."""
+# (table, record, hold) after the record is in every sink; hold() -> release(), to be called exactly once.
+CommitListener = Callable[[str, dict, Callable[[], Callable[[], None]]], None]
+Enricher = Callable[[dict], None]
 
-    __slots__ = ("message", "pending", "result", "done")
+
+class _Tracker:
+    """Counts a message's records still to commit and its holds; reports its Result exactly once."""
+
+    __slots__ = ("message", "pending", "holds", "result", "done", "committed")
 
     def __init__(self, message: Message, pending: int, result: Result):
-        self.message, self.pending, self.result, self.done = message, pending, result, False
+        self.message, self.pending, self.result = message, pending, result  # pending: records + holds
+        self.holds, self.done, self.committed = 0, False, False
 
 
 @dataclass
@@ -90,22 +101,19 @@ def _record_size(record: dict) -> int:
 
 
 def dead_letter_record(message: Message, reason: str, error: str, received_ms: int) -> dict:
-    return {
-        "reason": reason,
-        "source": message.source,
-        "message_id": message.message_id,
-        "received_time": events.format_time_ms(received_ms),
-        "error": error,
-        "raw_base64": base64.b64encode(message.body).decode("ascii"),
-    }
+    return events.dead_letter(reason=reason, source=message.source, message_id=message.message_id,
+                              received_time=format_time_ms(received_ms), error=error, raw=message.body)
 
 
 class Pipeline:
     def __init__(self, sinks: list[Sink], batch: BatchSettings, *, max_inflight_events: int = 20000,
-                 max_message_bytes: int = DEFAULT_MAX_BYTES, clock: Callable[[], float] = time.monotonic):
+                 max_message_bytes: int = DEFAULT_MAX_BYTES, enrichers: tuple[Enricher, ...] = (),
+                 clock: Callable[[], float] = time.monotonic):
         if not sinks:
             raise ValueError("a pipeline needs at least one sink")
         self.sinks = list(sinks)
+        self._enrichers = tuple(enrichers)
+        self._listeners: list[CommitListener] = []
         self.batch = batch
         self.max_inflight = max_inflight_events
         self.max_message_bytes = max_message_bytes
@@ -115,9 +123,12 @@ class Pipeline:
         self._inflight = 0
         self._closing = False
         self._failures = 0
-        self.hooks = None  # a HookEngine, attached by the runner when hooks are enabled
-        self.cache = None  # an enrich.InstanceCache: fills identity fields an event lacks
+        self._paused = threading.Event()  # set by close(): ends a pause after a sink failure early
         self._flusher = threading.Thread(target=self._flush_loop, name="shipper-flusher", daemon=True)
+
+    def add_listener(self, listener: CommitListener) -> None:
+        """Before start(): `listener(table, record, hold)` is called for every committed record."""
+        self._listeners.append(listener)
 
     def start(self) -> "Pipeline":
         self._flusher.start()
@@ -136,9 +147,9 @@ class Pipeline:
         try:
             records = events_from_bytes(message.body, received_ms=received_ms, content_type=message.content_type,
                                         max_bytes=self.max_message_bytes)
-            if self.cache:
+            for enrich in self._enrichers:
                 for record in records:
-                    self.cache.enrich(record)
+                    enrich(record)
             table, result = events.EVENTS_TABLE, Result(Status.COMMITTED, events=len(records))
             metrics.EVENTS_RECEIVED.inc(len(records))
         except Rejected as e:
@@ -228,6 +239,35 @@ class Pipeline:
 
     def _write(self, table: str, batch: list[tuple]) -> None:
         records = [item[0] for item in batch]
+        error = self._write_sinks(table, records)
+        if not error:
+            self._tell_listeners(table, batch)
+        finished = []
+        with self._cond:
+            for _, _, tracker in batch:
+                if tracker.done:
+                    continue
+                if error:
+                    tracker.done = True
+                    finished.append((tracker, Result(Status.FAILED, error=error)))
+                    continue
+                tracker.pending -= 1
+                if tracker.pending == 0:
+                    tracker.done = True
+                    finished.append((tracker, tracker.result))
+                elif tracker.pending == tracker.holds and not tracker.committed:
+                    tracker.committed = True  # its records are all written; holds remain
+                    finished.append((tracker, None))
+            self._inflight -= len(batch)
+            metrics.INFLIGHT.set(self._inflight)
+            self._cond.notify_all()
+        self._report(finished)
+        self._failures = self._failures + 1 if error else 0
+        if error:  # do not hammer a sink that is down; close() ends the pause
+            self._paused.wait(min(0.1 * 2 ** min(self._failures, 6), 5.0))
+
+    def _write_sinks(self, table: str, records: list[dict]) -> str:
+        """Write the batch to every sink; the last error, "" when all took it."""
         started = time.perf_counter()
         error = ""
         for sink in self.sinks:
@@ -240,56 +280,53 @@ class Pipeline:
                 metrics.SINK_ERRORS.inc(labels={"sink": sink.name})
                 log.error("sink %s: %s", sink.name, error)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        finished, hook_jobs = [], []
-        with self._cond:
-            for record, _, tracker in batch:
-                if tracker.done:
-                    continue
-                if error:
-                    tracker.done = True
-                    finished.append((tracker, Result(Status.FAILED, error=error)))
-                    continue
-                tracker.pending -= 1
-                wanted = []
-                if self.hooks and table == events.EVENTS_TABLE:
-                    self.hooks.observe(record)
-                    wanted = self.hooks.wanted(record)
-                if wanted:
-                    hook_jobs.append((record, wanted, tracker))
-                    if tracker.message.ack_after_hooks:
-                        tracker.pending += len(wanted)
-                if tracker.pending == 0:
-                    tracker.done = True
-                    finished.append((tracker, tracker.result))
-            self._inflight -= len(batch)
-            metrics.INFLIGHT.set(self._inflight)
-            self._cond.notify_all()
-        for record, wanted, tracker in hook_jobs:
-            decided = (lambda t=tracker: self._hook_decided(t)) if tracker.message.ack_after_hooks else (lambda: None)
-            self.hooks.schedule(record, wanted, INLINE, decided)
-        self._report(finished)
-        if error:
-            self._failures += 1
-            time.sleep(min(0.1 * 2 ** min(self._failures, 6), 5.0))  # do not hammer a sink that is down
-        else:
-            self._failures = 0
+        return error
 
-    def _hook_decided(self, tracker: _Tracker) -> None:
+    def _tell_listeners(self, table: str, batch: list[tuple]) -> None:
+        """No lock is held: a listener may take its time (and holds) without stopping intake or flushing."""
+        for listener in self._listeners:
+            for record, _, tracker in batch:
+                try:
+                    listener(table, record, lambda t=tracker: self._hold(t))
+                except Exception:  # a listener bug must not cost the commit or the process
+                    log.exception("a commit listener failed on a %s record", table)
+
+    def _hold(self, tracker: _Tracker) -> Callable[[], None]:
         with self._cond:
-            tracker.pending -= 1
-            if tracker.done or tracker.pending:
+            tracker.pending += 1
+            tracker.holds += 1
+        released = threading.Event()
+
+        def release() -> None:
+            if released.is_set():
                 return
-            tracker.done = True
-        self._report([(tracker, tracker.result)])
+            released.set()
+            with self._cond:
+                tracker.pending -= 1
+                tracker.holds -= 1
+                if tracker.done or tracker.pending:
+                    return
+                tracker.done = True
+            self._report([(tracker, tracker.result)])
+
+        return release
 
     def _report(self, finished: list) -> None:
+        """Tell sources outside the lock; a None result is the early `on_committed` notice."""
         for tracker, result in finished:
-            if result.status is Status.COMMITTED:
-                metrics.EVENTS_COMMITTED.inc(result.events)
+            message = tracker.message
             try:
-                tracker.message.on_done(result)
+                if result is None:
+                    if message.on_committed:
+                        message.on_committed(tracker.result)
+                    continue
+                if result.status is Status.COMMITTED:
+                    metrics.EVENTS_COMMITTED.inc(result.events)
+                    if message.on_committed and not tracker.committed:
+                        message.on_committed(result)
+                message.on_done(result)
             except Exception:
-                log.exception("acknowledging a message from %s failed", tracker.message.source)
+                log.exception("acknowledging a message from %s failed", message.source)
 
     # -- shutdown -----------------------------------------------------------------------------------
 
@@ -298,6 +335,7 @@ class Pipeline:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
+        self._paused.set()
         if self._flusher.is_alive():
             self._flusher.join(timeout)
         drained = not self._flusher.is_alive()

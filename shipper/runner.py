@@ -9,94 +9,106 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from contextlib import contextmanager
 
-from shipper import events, metrics
-from shipper.hooks.engine import HookEngine
-from shipper.hooks.lb_drain import LbDrainHook
-from shipper.hooks.openapi import OpenApi
-from shipper.hooks.restart import RestartHook
+from shipper import events, registry
+from shipper.telemetry import metrics
+from shipper.config import Config
+from shipper.cloud import Credentials, credentials_for
 from shipper.hooks.alert_keys import AlertKeys, alert_keys_path
-from shipper.config import Config, HttpSourceSettings, MnsSourceSettings, SimulateSourceSettings
-from shipper.config import SlsSinkSettings, SqliteSinkSettings
-from shipper.pipeline import Pipeline
-from shipper.sinks.sls import SlsSink
-from shipper.sinks.sqlite import SqliteSink, StoreError
-from shipper.sources.http import HttpServer
-from shipper.credentials import Credentials, MissingCredentials
+from shipper.hooks.alerts import AlertIntake
+from shipper.hooks.engine import HookEngine
+from shipper.cloud.openapi import OpenApi
 from shipper.instances.cache import InstanceCache, cache_path
-from shipper.sources.mns import MnsConsumer, MnsFatal
-from shipper.sources.simulate import SimulateRunner
+from shipper.pipeline import Pipeline
 
 log = logging.getLogger("shipper.run")
 
 PROGRESS_EVERY_SECONDS = 10.0
 
 
-def build_sinks(config: Config) -> list:
-    sinks = []
-    for settings in config.sinks:
-        if isinstance(settings, SqliteSinkSettings):
-            sinks.append(SqliteSink(settings.path))
-        elif isinstance(settings, SlsSinkSettings):
-            try:
-                credentials = Credentials.from_env()
-            except MissingCredentials as e:
-                raise StoreError(f"sls sink: {e}") from None
-            sinks.append(SlsSink(settings, credentials))
-        else:
-            raise TypeError(f"no sink for {settings!r}")
-    return sinks
-
-
-def build_pipeline(config: Config) -> Pipeline:
-    """The pipeline into the configured sinks, with the instance cache; close both when done."""
-    pipeline = Pipeline(build_sinks(config), config.batch, max_inflight_events=config.shipper.max_inflight_events,
-                        max_message_bytes=config.shipper.max_message_bytes)
-    pipeline.cache = InstanceCache(cache_path(config.shipper.data_dir))
-    return pipeline
-
-
 class HooksError(Exception):
     """Hooks are enabled but cannot run (no credentials); the message says what to set."""
 
 
-def build_hooks(config: Config, pipeline: Pipeline) -> HookEngine | None:
-    """The enabled hooks on one engine whose decisions are committed through `pipeline`; None if none."""
-    restart, drain = config.hooks.restart, config.hooks.lb_drain
-    if not (restart.enabled or drain.enabled):
-        return None
+class Runtime:
+    """What components are built with (registry.Component.build(settings, runtime)), built in order:
+    the instance cache, the sinks and the pipeline, the hook engine, then the sources."""
+
+    def __init__(self, config: Config, on_fatal=lambda message: None):
+        self.config = config
+        self.on_fatal = on_fatal
+        self.cache = InstanceCache(cache_path(config.shipper.data_dir))
+        self.pipeline: Pipeline | None = None
+        self.engine: HookEngine | None = None
+        self.alerts: AlertIntake | None = None
+        self._openapi: OpenApi | None = None
+
+    def credentials(self, what: str, error: type[Exception]) -> Credentials:
+        """The ALIBABA_CLOUD_* credentials, or `error` saying "<what>: set …"."""
+        return credentials_for(what, error)
+
+    def openapi(self) -> OpenApi:
+        """One OpenAPI client for every hook; what DescribeInstances returns feeds the instance cache."""
+        if self._openapi is None:
+            self._openapi = OpenApi(self.config.openapi, self.credentials("hooks", HooksError),
+                                    on_instance=self.cache.remember)
+        return self._openapi
+
+    def recent_events(self, instance_id: str) -> list[dict]:
+        return self.engine.recent_events(instance_id) if self.engine else []
+
+    def build_pipeline(self) -> Pipeline:
+        sinks = [registry.for_settings(s).build(s, self) for s in self.config.sinks]
+        self.pipeline = Pipeline(sinks, self.config.batch, enrichers=(self.cache.enrich,),
+                                 max_inflight_events=self.config.shipper.max_inflight_events,
+                                 max_message_bytes=self.config.shipper.max_message_bytes)
+        return self.pipeline
+
+    def build_hooks(self) -> HookEngine | None:
+        """The enabled hooks on one engine, told of every commit; None when no hook is enabled. With hooks
+        on, accepted alert notifications are kept in data_dir: a repeat after a restart is known."""
+        enabled = self.config.enabled_hooks()
+        if not enabled:
+            return None
+        pipeline = self.pipeline
+        self.engine = HookEngine([], lambda records, done: pipeline.record(events.ACTIONS_TABLE, records, done))
+        for settings in enabled:
+            hook = registry.for_settings(settings).build(settings, self)
+            self.engine.hooks.append(hook)
+            log.info("hook %s enabled%s", hook.name, " in DRY-RUN mode (decides and records, calls nothing that "
+                     "changes the fleet)" if settings.dry_run else ": it WILL act on the fleet")
+        self.pipeline.add_listener(self.engine.on_commit)
+        self.alerts = AlertIntake(self.engine, AlertKeys(alert_keys_path(self.config.shipper.data_dir)))
+        return self.engine
+
+    def build_sources(self) -> list:
+        return [registry.for_settings(s).build(s, self) for s in self.config.sources]
+
+    def close(self, sources: list, grace: float) -> bool:
+        """Stop receiving, let hooks finish what is due, flush, acknowledge; True when all was written."""
+        for source in sources:
+            source.stop()
+        if self.engine:
+            self.engine.close(min(grace / 2, 5.0))  # undecided events come back with their messages
+        drained = self.pipeline.close(grace) if self.pipeline else True
+        for source in sources:
+            source.close()
+        if self.alerts:
+            self.alerts.close()
+        self.cache.close()
+        return drained
+
+
+@contextmanager
+def delivery(config: Config):
+    """A started pipeline into the configured sinks with the instance cache, for `shipper replay`; the
+    caller closes the pipeline (its flush), the cache is saved and closed on the way out."""
+    runtime = Runtime(config)
     try:
-        credentials = Credentials.from_env()
-    except MissingCredentials as e:
-        raise HooksError(f"hooks: {e}") from None
-    api = OpenApi(config.openapi, credentials, on_instance=pipeline.cache.remember)
-    engine = HookEngine([], lambda records, done: pipeline.record(events.ACTIONS_TABLE, records, done))
-    if restart.enabled:
-        engine.hooks.append(RestartHook(restart, api, recent_events=engine.recent_events))
-    if drain.enabled:
-        engine.hooks.append(LbDrainHook(drain, api, recent_events=engine.recent_events))
-    for hook, settings in ((h, getattr(config.hooks, h.name)) for h in engine.hooks):
-        log.info("hook %s enabled%s", hook.name, " in DRY-RUN mode (decides and records, calls nothing that "
-                 "changes the fleet)" if settings.dry_run else ": it WILL act on the fleet")
-    return engine
-
-
-def build_sources(config: Config, pipeline: Pipeline, on_fatal) -> list:
-    sources = []
-    for settings in config.sources:
-        if isinstance(settings, HttpSourceSettings):
-            # With hooks on, accepted alert notifications are kept in data_dir: a repeat after a restart is known.
-            keys = AlertKeys(alert_keys_path(config.shipper.data_dir)) if pipeline.hooks else None
-            sources.append(HttpServer(settings, pipeline, alert_keys=keys))
-        elif isinstance(settings, SimulateSourceSettings):
-            sources.append(SimulateRunner(settings, pipeline))
-        elif isinstance(settings, MnsSourceSettings):
-            try:
-                credentials = Credentials.from_env()
-            except MissingCredentials as e:
-                raise MnsFatal(f"mns source: {e}") from None
-            sources.append(MnsConsumer(settings, pipeline, credentials, on_fatal=on_fatal))
-    return sources
+        yield runtime.build_pipeline().start()
+    finally:
+        runtime.cache.close()
 
 
 def _progress_line() -> str:
@@ -118,26 +130,28 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
     if threading.current_thread() is threading.main_thread():  # before any source starts: a signal
         for sig in (signal.SIGTERM, signal.SIGINT):           # during start-up still gets its flush
             signal.signal(sig, lambda signum, frame: stop.set())
-    pipeline = build_pipeline(config).start()
+    runtime = Runtime(config, on_fatal)
     started = []
     try:
-        pipeline.hooks = build_hooks(config, pipeline)
-        for source in build_sources(config, pipeline, on_fatal):
+        pipeline = runtime.build_pipeline()
+        runtime.build_hooks()
+        pipeline.start()
+        for source in runtime.build_sources():
             started.append(source.start())
     except BaseException:
-        _shutdown(started, pipeline, config.shipper.shutdown_grace_seconds)
+        runtime.close(started, config.shipper.shutdown_grace_seconds)
         raise
     sinks = ", ".join(s.name for s in pipeline.sinks)
     log.info("running: %d source(s) into %s; Ctrl-C or SIGTERM stops after a flush", len(started), sinks)
     last = None
     while not stop.wait(PROGRESS_EVERY_SECONDS):
-        pipeline.cache.try_save()  # never raises: input, stores and the cache must not end the process
+        runtime.cache.try_save()  # never raises: input, stores and the cache must not end the process
         line = _progress_line()
         if line != last:
             log.info("%s", line)
             last = line
     log.info("stopping: no new input; flushing (up to %.0f s)", config.shipper.shutdown_grace_seconds)
-    drained = _shutdown(started, pipeline, config.shipper.shutdown_grace_seconds)
+    drained = runtime.close(started, config.shipper.shutdown_grace_seconds)
     log.info("%s", _progress_line())
     if fatal:
         log.error("stopped: %s", fatal[0])
@@ -148,15 +162,3 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
         return 1
     log.info("stopped cleanly")
     return 0
-
-
-def _shutdown(sources: list, pipeline: Pipeline, grace: float) -> bool:
-    for source in sources:
-        source.stop()
-    if pipeline.hooks:
-        pipeline.hooks.close(min(grace / 2, 5.0))  # undecided events come back with their messages
-    drained = pipeline.close(grace)
-    for source in sources:
-        source.close()
-    pipeline.cache.close()
-    return drained

@@ -8,7 +8,6 @@ with message bodies, and 10k+ instances stream. The same arguments and seed give
 """
 from __future__ import annotations
 
-import datetime as _dt
 import heapq
 import io
 import itertools
@@ -19,7 +18,7 @@ from typing import IO, Iterable, Iterator, NamedTuple
 
 import orjson
 
-from shipper.events import format_time_ms
+from shipper.times import format_cms_time_ms, format_rfc3339_seconds, format_time_ms
 
 ENVELOPES = ("cms", "cms-subscription", "eventbridge")
 DEFAULT_ACCOUNT_ID = "1827364554637281"
@@ -341,12 +340,12 @@ class FleetSimulator:
             return {
                 "resourceId": arn, "product": "ECS", "ver": "1.0", "instanceName": instance.name,
                 "level": event.level, "groupId": "", "eventType": event.cms_class, "userId": self.account_id,
-                "content": event.content, "regionId": instance.region_id, "eventTime": _cms_time(time_ms),
+                "content": event.content, "regionId": instance.region_id, "eventTime": format_cms_time_ms(time_ms),
                 "name": event.cms_name, "ruleName": "ecs-events-to-shipper", "id": event_id, "status": "Normal",
             }
         message = {
             "ver": "1.0", "id": event_id.upper(), "product": "ECS", "resourceId": arn, "level": event.level,
-            "name": event.cms_name, "userId": self.account_id, "eventTime": _cms_time(time_ms),
+            "name": event.cms_name, "userId": self.account_id, "eventTime": format_cms_time_ms(time_ms),
             "regionId": instance.region_id, "content": event.content,
         }
         if style < 0.5:  # newer MNS, as fixture a_preemptible_interruption.json
@@ -385,7 +384,7 @@ class FleetSimulator:
                     "eventNameEn": event.cms_name, "instanceName": instance.name, "level": event.level,
                     "resource": "", "regionNameZh": region.name_zh, "groupId": "", "serviceTypeEn": "ECS",
                     "eventType": event.cms_class, "serviceTypeZh": "云服务器ECS",
-                    "regionId": instance.region_id, "eventTime": _cms_time(time_ms), "name": event.cms_name,
+                    "regionId": instance.region_id, "eventTime": format_cms_time_ms(time_ms), "name": event.cms_name,
                     "id": event_id, "status": "Normal", "eventNameZh": name_zh,
                 }},
             },
@@ -470,14 +469,14 @@ def _state_change_content(instance: SimInstance, state_raw: str) -> dict:
 
 
 def _system_event_content(instance: SimInstance, event: _SystemEvent) -> dict:
-    content = {"eventId": event.event_id, "publishTime": _rfc3339_s(event.publish_s)}
+    content = {"eventId": event.event_id, "publishTime": format_rfc3339_seconds(event.publish_s)}
     if event.not_before_s is not None:
-        content["notBefore"] = _rfc3339_s(event.not_before_s)
+        content["notBefore"] = format_rfc3339_seconds(event.not_before_s)
     content.update(instanceId=instance.instance_id, eventType=event.event_type, eventStatus=event.status)
     if event.start_s is not None:
-        content["executeStartTime"] = _rfc3339_s(event.start_s)
+        content["executeStartTime"] = format_rfc3339_seconds(event.start_s)
     if event.finish_s is not None:
-        content["executeFinishTime"] = _rfc3339_s(event.finish_s)
+        content["executeFinishTime"] = format_rfc3339_seconds(event.finish_s)
     return content
 
 
@@ -501,16 +500,3 @@ def _hex32(rng: random.Random) -> str:
 def _system_event_id(rng: random.Random, region_id: str) -> str:
     return "e-" + _REGION_BY_ID[region_id].id_prefix + _alnum(rng, 17)
 
-
-_CHINA_STANDARD_TIME = _dt.timezone(_dt.timedelta(hours=8))
-
-
-def _cms_time(ms: int) -> str:
-    """CloudMonitor's basic ISO 8601 in China time: `20250614T091502.114+0800`."""
-    local = _dt.datetime.fromtimestamp(ms // 1000, tz=_CHINA_STANDARD_TIME)
-    return local.strftime("%Y%m%dT%H%M%S") + f".{ms % 1000:03d}+0800"
-
-
-def _rfc3339_s(seconds: int) -> str:
-    """System-event content times: RFC 3339, UTC, whole seconds."""
-    return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"  # the sample events; their README gives expected values
+REPO = Path(__file__).resolve().parents[1]  # the repository root, wherever under tests/ a test module lives
 
 
 @pytest.fixture

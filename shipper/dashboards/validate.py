@@ -14,7 +14,7 @@ from typing import Iterator
 
 from shipper import events
 from shipper.dashboards import rules
-from shipper.dashboards.content import (
+from shipper.dashboards.load import (
     ACTION_POLICY, CONTENT_TEMPLATE, PLACEHOLDER, RESOURCE_ID_FIELD, RESOURCE_SHAPES, RESOURCES_DIR, TYPE_NAMES,
     WEBHOOK, Entity, Problem, load, of, shape_reasons,
 )
@@ -22,6 +22,7 @@ from shipper.dashboards.template import TemplateError, expressions, render_templ
 from shipper.query.parser import Query, QueryError, fields_used, parse
 from shipper.query.sqlite import to_sqlite
 from shipper.sinks.sqlite import SqliteSink, connect
+from shipper.times import format_time_ms
 
 _KEY_TYPES = ("text", "long", "double", "json")
 _SCHEDULE_TYPES = ("FixedRate", "Hourly", "Daily", "Weekly", "Cron", "DryRun", "Resident")
@@ -298,18 +299,18 @@ def _seed_rows() -> dict[str, list[dict]]:
                          instance_type="ecs.g7.large", at=t0 + seconds * 1000, uid=f"seed-{i}"))
     rows.append(dict(event_name="Instance:PreemptibleInstanceInterruption", category="interruption", action="delete",
                      level="WARN", instance_id="i-bp1seed0000000000002", instance_type="ecs.c7.xlarge",
-                     at=t0 + 600_000, uid="seed-interruption", not_before=events.format_time_ms(t0 + 900_000)))
+                     at=t0 + 600_000, uid="seed-interruption", not_before=format_time_ms(t0 + 900_000)))
     rows.append(dict(event_name="Instance:SystemMaintenance.Reboot", category="maintenance", event_status="Scheduled",
                      level="WARN", instance_id="i-bp1seed0000000000003", at=t0 + 1_200_000, uid="seed-maintenance",
-                     not_before=events.format_time_ms(t0 + 86_400_000)))
+                     not_before=format_time_ms(t0 + 86_400_000)))
     ecs = []
     for row in rows:
         at, uid = row.pop("at"), row.pop("uid")
         ecs.append(events.new_event(
-            event_uid=uid, envelope="cms", event_time=events.format_time_ms(at), event_time_ms=str(at),
-            received_time=events.format_time_ms(at + 1500), account_id="1234567890123456", region_id="cn-hangzhou",
+            event_uid=uid, envelope="cms", event_time=format_time_ms(at), event_time_ms=str(at),
+            received_time=format_time_ms(at + 1500), account_id="1234567890123456", region_id="cn-hangzhou",
             product="ECS", resource_type="instance", resource_id=row["instance_id"], **row))
-    decided, finished = events.format_time_ms(t0 + 3_700_000), events.format_time_ms(t0 + 3_760_000)
+    decided, finished = format_time_ms(t0 + 3_700_000), format_time_ms(t0 + 3_760_000)
     actions = [
         dict(event_uid="seed-4", hook="restart", trigger="inline", instance_id="i-bp1seed0000000000001",
              decision="acted", reason="stopped unexpectedly", outcome="succeeded", decided_time=decided,

@@ -1,6 +1,7 @@
 """Drives hooks: delays, worker threads, one task at a time per instance, records committed, callers told.
 
-The pipeline offers each committed event; every hook that wants it gets a task due after the hook's delay.
+The pipeline tells `on_commit` of each committed event; every hook that wants it gets a task due after the
+hook's delay, and a hold on the event's message.
 Tasks for one instance run in arrival order, never two at once, so a late Stopped is judged after the
 Running that preceded it. A hook's first emitted record is its decision: once that record is committed,
 `on_decided` is called (the MNS source then deletes the message). A repeated event (same event_uid,
@@ -17,7 +18,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from shipper.hooks import SKIPPED, Hook, action_record
+from shipper import events
+from shipper.hooks import INLINE, SKIPPED, Hook, action_record, execute
 
 log = logging.getLogger("shipper.hooks")
 
@@ -48,6 +50,16 @@ class HookEngine:
 
     def wanted(self, event: dict) -> list[Hook]:
         return [h for h in self.hooks if h.wants(event)]
+
+    def on_commit(self, table: str, record: dict, hold) -> None:
+        """The pipeline's commit listener: remember each committed event, and schedule the hooks that want
+        it, each holding the event's message until its decision is recorded (an MNS message is deleted
+        only then, so a crash before the decision brings the event back)."""
+        if table != events.EVENTS_TABLE:
+            return
+        self.observe(record)
+        for hook in self.wanted(record):
+            self.schedule(record, [hook], INLINE, hold())
 
     def observe(self, event: dict) -> None:
         """Remember a committed event (a few fields) so hooks can see what else happened to its instance."""
@@ -131,7 +143,7 @@ class HookEngine:
             self._commit([record], decision_committed if first else (lambda ok: None))
 
         try:
-            hook.run(event, trigger, emit)
+            execute(hook, event, trigger, emit)
         except Exception as e:  # a hook bug is recorded as a skip, never lost, never fatal
             log.exception("hook %s failed on %s", hook.name, event.get("instance_id", ""))
             if not decided.is_set():

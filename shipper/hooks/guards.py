@@ -7,13 +7,13 @@ instance (reference/events.md §5.1), so the stop cause is inferred, never assum
 """
 from __future__ import annotations
 
-import datetime as _dt
 import threading
 import time
 from collections import deque
 from typing import Callable, Iterable
 
 from shipper.instances.model import Instance
+from shipper.times import parse_minute_seconds as _parse_minute_time, parse_schema_seconds
 
 STATE_CHANGE = "Instance:StateChange"
 INTERRUPTION = "Instance:PreemptibleInstanceInterruption"
@@ -24,11 +24,6 @@ FINANCIAL_LOCKS = frozenset({"financial", "dedicatedhostfinancial"})
 # stop causes
 USER_OR_API, SYSTEM_FAILURE, BILLING_LOCK = "user-or-api", "system-failure", "billing-lock"
 SPOT_RECLAIM, EXPIRATION, UNKNOWN = "spot-reclaim", "expiration", "unknown"
-
-
-def is_real_instance_id(instance_id: str) -> bool:
-    """Debug templates mask ids (`i-bp1***`); a masked id must never be acted on."""
-    return instance_id.startswith("i-") and "*" not in instance_id and len(instance_id) > 2
 
 
 def opted_in(instance_id: str, tags: dict, opt_in_tag: str, instances: Iterable[str]) -> bool:
@@ -49,7 +44,7 @@ def reclaim_time(event: dict) -> float:
     text = event.get("not_before", "")
     if text:
         try:
-            return _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_dt.timezone.utc).timestamp()
+            return parse_schema_seconds(text)
         except ValueError:
             pass
     return _ms(event) / 1000 + RECLAIM_NOTICE_SECONDS
@@ -194,13 +189,3 @@ def _ms(event: dict) -> int:
         return int(event.get("event_time_ms") or 0)
     except ValueError:
         return 0
-
-
-def _parse_minute_time(text: str) -> float | None:
-    """ECS times: `2025-06-14T01:15Z` (minutes), sometimes with seconds."""
-    for fmt in ("%Y-%m-%dT%H:%MZ", "%Y-%m-%dT%H:%M:%SZ"):
-        try:
-            return _dt.datetime.strptime(text, fmt).replace(tzinfo=_dt.timezone.utc).timestamp()
-        except ValueError:
-            continue
-    return None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
-import json
 import logging
 import random
 import threading
@@ -27,18 +26,38 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Callable, Iterable
 
-from shipper.hooks import ACTED, DRY_RUN, FAILED, INLINE, PENDING, SKIPPED, SUCCEEDED, action_record, guards
-from shipper.hooks.openapi import (
-    ALB, CLB_SERVERS_PER_CALL, ECS_IDS_PER_CALL, MAX_ATTEMPTS, NLB, SERVER_GROUP_REMOVALS_PER_CALL,
-    SERVER_GROUP_UPDATES_PER_CALL, ApiError, Backend, NotFound, OpenApi, backoff_seconds,
+from shipper import events, registry
+from shipper.hooks import (
+    ACTED, DRY_RUN, FAILED, INLINE, PENDING, SKIPPED, SUCCEEDED, Act, Emit, action_record, detail_json, guards,
+    not_negative, validate_opt_in,
 )
-from shipper.config import LbDrainHookSettings
+from shipper.cloud import CloudError, NotFound
+from shipper.cloud.openapi import (
+    ALB, CLB_SERVERS_PER_CALL, ECS_IDS_PER_CALL, MAX_ATTEMPTS, NLB, SERVER_GROUP_REMOVALS_PER_CALL,
+    SERVER_GROUP_UPDATES_PER_CALL, Backend, OpenApi, backoff_seconds,
+)
 
 log = logging.getLogger(__name__)
 
 CLB_VSERVER, CLB_DEFAULT = "clb-vserver", "clb-default"
 GATHER_SECONDS = 0.1    # a group's first change waits this long for the rest of its wave
 CALL_THREADS = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class LbDrainHookSettings:
+    """Take a spot instance out of every load-balancer group before it is reclaimed."""
+    enabled: bool = False
+    dry_run: bool = True
+    opt_in_tag: str = ""                            # empty: every interrupted instance
+    instances: tuple = ()
+    drain_seconds: float = 30.0                     # weight 0, then wait this long, bounded by the deadline
+    safety_margin_seconds: float = 30.0             # removal is called at least this long before reclaim
+    discovery_cache_seconds: float = 300.0          # how long discovered memberships are reused
+
+    def validate(self) -> None:
+        validate_opt_in(self)
+        not_negative(self, "drain_seconds", "safety_margin_seconds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,13 +151,13 @@ class MembershipIndex:
         discoveries = [partial(self._server_groups, ALB), partial(self._server_groups, NLB)]
         try:
             discoveries += [partial(self._clb, lb_id) for lb_id in self._api.load_balancers()]
-        except ApiError as e:
+        except CloudError as e:
             errors.append(e.code)
         for future in [self._pool.submit(discover) for discover in discoveries]:
             try:
                 for membership in future.result():
                     index[membership.backend.server_id].append(membership)
-            except ApiError as e:
+            except CloudError as e:
                 errors.append(e.code)
         self._index, self._errors, self._built_at = dict(index), list(dict.fromkeys(errors)), built_at
 
@@ -228,13 +247,13 @@ class GroupCalls:
     def _send(self, key: tuple, queue: _Queue, batch: list[_Member]) -> None:
         try:
             queue.call(list(dict.fromkeys(m.backend for m in batch)))
-        except NotFound as e:
+        except NotFound:
             if len(batch) == 1:
                 return self._settle(key, queue, batch, "")     # already gone: the goal is reached
             for member in batch:  # ALB/NLB refuse a whole call over one member already gone: find which
                 member.alone = True
             return self._requeue(key, queue, batch, 0.0)
-        except ApiError as e:
+        except CloudError as e:
             queue.failures += 1
             if e.retryable and queue.failures < MAX_ATTEMPTS:
                 return self._requeue(key, queue, batch, backoff_seconds(queue.failures, self._random))
@@ -305,30 +324,35 @@ class LbDrainHook:
 
     def wants(self, event: dict) -> bool:
         return (event.get("event_name") == guards.INTERRUPTION
-                and guards.is_real_instance_id(event.get("instance_id", "")))
+                and events.is_real_instance_id(event.get("instance_id", "")))
 
     def delay_seconds(self, event: dict) -> float:
         return 0.0
 
-    def run(self, event: dict, trigger: str, emit: Callable[[dict], None]) -> None:
-        """Decide (and emit the decision) on this thread; removals are handed over and their outcome record
-        is emitted from the thread that settles the last of them."""
+    @property
+    def dry_run(self) -> bool:
+        return self._settings.dry_run
+
+    def decide(self, event: dict, trigger: str) -> dict | Act:
+        """Decide on this thread; the Act's removals are handed over and their outcome record is emitted
+        from the thread that settles the last of them."""
         instance_id = event.get("instance_id", "")
         record = partial(action_record, hook=self.name, trigger=trigger, event=event)
         skip, deadline = self._admit(event, trigger)
         if skip:
-            emit(record(decision=SKIPPED, **skip))
-            return
+            return record(decision=SKIPPED, **skip)
         memberships, errors = self._memberships.get((instance_id, _event_seconds(event)))
         detail = {"memberships": [m.as_detail() for m in memberships]}
-        record = partial(record, detail=_json(detail))
+        record = partial(record, detail=detail_json(detail))
         if not memberships:
-            emit(record(decision=SKIPPED, reason="no-memberships", error_code=",".join(errors),
-                        seconds_before_reclaim=deadline - self._clock()))
-            return
-        if self._settings.dry_run:
-            emit(record(decision=DRY_RUN, seconds_before_reclaim=deadline - self._clock()))
-            return
+            return record(decision=SKIPPED, reason="no-memberships", error_code=",".join(errors),
+                          seconds_before_reclaim=deadline - self._clock())
+        return Act(dry_run=record(decision=DRY_RUN, seconds_before_reclaim=deadline - self._clock()),
+                   act=partial(self._take_out, instance_id, memberships, errors, detail, record, deadline))
+
+    def _take_out(self, instance_id: str, memberships: list, errors: list[str], detail: dict,
+                  record: Callable[..., dict], deadline: float, emit: Emit) -> None:
+        """Weight 0 and wait (drain_seconds), then remove from every group; decision first, outcome last."""
         decision = record(decision=ACTED, outcome=PENDING, seconds_before_reclaim=deadline - self._clock())
         emit(decision)
         groups = _by_group(memberships)
@@ -340,7 +364,7 @@ class LbDrainHook:
                 self._index.forget(instance_id)
             emit(record(decision=ACTED, outcome=SUCCEEDED if removed == len(memberships) else FAILED,
                         error_code=",".join(dict.fromkeys(errors + removal_errors)), finished=True,
-                        detail=_json(detail | {"removed": removed, "total": len(memberships)}),
+                        detail=detail_json(detail | {"removed": removed, "total": len(memberships)}),
                         decided_time=decision["decided_time"], seconds_before_reclaim=deadline - self._clock()))
 
         self._change(groups, "remove", _Tally(len(memberships), finished).settle)
@@ -349,7 +373,7 @@ class LbDrainHook:
         """(skip record fields, {} to go on; the reclaim deadline). The instance is re-read (shared
         DescribeInstances) only once the cheap checks pass."""
         instance_id = event.get("instance_id", "")
-        if not guards.is_real_instance_id(instance_id):
+        if not events.is_real_instance_id(instance_id):
             return {"reason": "masked-id"}, 0.0
         history = () if trigger == INLINE else self._recent_events(instance_id)
         notice = guards.interruption_notice(event, trigger == INLINE, history, self._clock())
@@ -358,7 +382,7 @@ class LbDrainHook:
             return {"reason": "deadline-passed", "seconds_before_reclaim": deadline - self._clock()}, deadline
         try:
             instance = self._instances.get(instance_id)
-        except ApiError as e:
+        except CloudError as e:
             return {"reason": "describe-failed", "error_code": e.code}, deadline
         if instance is None:
             return {"reason": "not-found"}, deadline
@@ -426,9 +450,19 @@ def _by_group(memberships: list[Membership]) -> dict[tuple[str, str], list[Backe
     return dict(groups)
 
 
-def _json(detail: dict) -> str:
-    return json.dumps(detail, separators=(",", ":"), sort_keys=True)
-
-
 def _product(kind: str) -> str:
     return {"alb": ALB, "nlb": NLB}[kind]
+
+
+registry.register(registry.Component(
+    registry.HOOK, "lb_drain", LbDrainHookSettings,
+    build=lambda settings, runtime: LbDrainHook(settings, runtime.openapi(), recent_events=runtime.recent_events),
+    permissions=(
+        "ecs:DescribeInstances",
+        "slb:DescribeLoadBalancers", "slb:DescribeLoadBalancerAttribute", "slb:DescribeVServerGroups",
+        "slb:DescribeVServerGroupAttribute", "slb:SetBackendServers", "slb:SetVServerGroupAttribute",
+        "slb:RemoveBackendServers", "slb:RemoveVServerGroupBackendServers",
+        "alb:ListServerGroupServers", "alb:UpdateServerGroupServersAttribute", "alb:RemoveServersFromServerGroup",
+        "nlb:ListServerGroupServers", "nlb:UpdateServerGroupServersAttribute", "nlb:RemoveServersFromServerGroup",
+    ),
+))

@@ -6,18 +6,44 @@ flapping instance must not be restarted forever (budget) nor the whole fleet at 
 """
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
+
 import time
 from functools import partial
 from typing import Callable, Iterable
 
-from shipper.hooks import ACTED, DRY_RUN, FAILED, PENDING, SKIPPED, SUCCEEDED, action_record, guards
-from shipper.hooks.openapi import ApiError, NotFound, OpenApi
+from shipper import events, registry
+from shipper.hooks import (
+    ACTED, DRY_RUN, FAILED, PENDING, SKIPPED, SUCCEEDED, Act, Emit, action_record, detail_json, guards,
+    not_negative, validate_opt_in,
+)
+from shipper.cloud import CloudError, NotFound
+from shipper.cloud.openapi import OpenApi
 from shipper.instances.model import Instance
-from shipper.config import RestartHookSettings
-from shipper.events import format_time_ms
+from shipper.times import format_time_ms
 
 POLL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class RestartHookSettings:
+    """Start an instance that stopped unexpectedly; never fights a deliberate stop, a lock or a reclaim."""
+    enabled: bool = False
+    dry_run: bool = True
+    opt_in_tag: str = "shipper:auto-restart=true"   # TagKey=TagValue; `instances` also opts in
+    instances: tuple = ()
+    grace_seconds: float = 60.0                     # from receipt of the Stopped event; then re-read, decide
+    confirm_timeout_seconds: float = 300.0          # Running must follow StartInstance within this
+    max_per_instance_per_hour: int = 3              # then the instance is quarantined (recorded)
+    max_per_minute: int = 10                        # fleet-wide breaker
+
+    def validate(self) -> None:
+        validate_opt_in(self)
+        if self.enabled and not self.opt_in_tag and not self.instances:
+            raise registry.Invalid("set `opt_in_tag` or `instances`: restarting every stopped instance would "
+                                   "fight deliberate stops")
+        registry.positive(self, "confirm_timeout_seconds", "max_per_instance_per_hour", "max_per_minute")
+        not_negative(self, "grace_seconds")
 
 
 class RestartHook:
@@ -38,27 +64,28 @@ class RestartHook:
 
     def wants(self, event: dict) -> bool:
         return (event.get("event_name") == guards.STATE_CHANGE and event.get("state") == "Stopped"
-                and guards.is_real_instance_id(event.get("instance_id", "")))
+                and events.is_real_instance_id(event.get("instance_id", "")))
 
     def delay_seconds(self, event: dict) -> float:
         return self._settings.grace_seconds
 
-    def run(self, event: dict, trigger: str, emit: Callable[[dict], None]) -> None:
+    @property
+    def dry_run(self) -> bool:
+        return self._settings.dry_run
+
+    def decide(self, event: dict, trigger: str) -> dict | Act:
         instance_id = event.get("instance_id", "")
         record = partial(action_record, hook=self.name, trigger=trigger, event=event)
-        if not guards.is_real_instance_id(instance_id):
-            emit(record(decision=SKIPPED, reason="masked-id"))
-            return
+        if not events.is_real_instance_id(instance_id):
+            return record(decision=SKIPPED, reason="masked-id")
         history = list(self._recent_events(instance_id))
         try:
             instance = self._api.describe_instance(instance_id)
         except NotFound:
             cause = guards.stop_cause(event, None, history, self._clock())
-            emit(record(decision=SKIPPED, reason="not-found", stop_cause=cause))
-            return
-        except ApiError as e:
-            emit(record(decision=SKIPPED, reason="describe-failed", error_code=e.code))
-            return
+            return record(decision=SKIPPED, reason="not-found", stop_cause=cause)
+        except CloudError as e:
+            return record(decision=SKIPPED, reason="describe-failed", error_code=e.code)
         record = partial(record, stop_cause=guards.stop_cause(event, instance, history, self._clock()))
         detail = {"status": instance.status, "charge": guards.charge_note(instance)}
         reason = self._skip_reason(event, instance, history)
@@ -66,22 +93,23 @@ class RestartHook:
             until = self._limits.quarantined_until(instance_id) if reason == "budget-exhausted" else None
             if until:
                 detail["quarantined_until"] = format_time_ms(int(until * 1000))
-            emit(record(decision=SKIPPED, reason=reason, detail=_json(detail)))
-            return
-        if self._settings.dry_run:
-            emit(record(decision=DRY_RUN, detail=_json(detail)))
-            return
+            return record(decision=SKIPPED, reason=reason, detail=detail_json(detail))
+        return Act(dry_run=record(decision=DRY_RUN, detail=detail_json(detail)),
+                   act=partial(self._start, instance_id, record, detail))
+
+    def _start(self, instance_id: str, record: Callable[..., dict], detail: dict, emit: Emit) -> None:
+        """StartInstance, then confirm Running: the decision record, then the outcome."""
         try:
             self._api.start_instance(instance_id)
-        except ApiError as e:
-            emit(record(decision=ACTED, outcome=FAILED, error_code=e.code, finished=True, detail=_json(detail)))
+        except CloudError as e:
+            emit(record(decision=ACTED, outcome=FAILED, error_code=e.code, finished=True, detail=detail_json(detail)))
             return
-        decision = record(decision=ACTED, outcome=PENDING, detail=_json(detail))
+        decision = record(decision=ACTED, outcome=PENDING, detail=detail_json(detail))
         emit(decision)
         outcome, error_code, last_status = self._confirm_running(instance_id)
         detail["status"] = last_status
         emit(record(decision=ACTED, outcome=outcome, error_code=error_code, finished=True,
-                    decided_time=decision["decided_time"], detail=_json(detail)))
+                    decided_time=decision["decided_time"], detail=detail_json(detail)))
 
     def _skip_reason(self, event: dict, instance: Instance, history: list[dict]) -> str:
         """The first guard that forbids a start; "" when every guard allows it (the start is then counted)."""
@@ -105,7 +133,7 @@ class RestartHook:
         while True:
             try:
                 status = self._api.instance_status(instance_id)
-            except ApiError as e:
+            except CloudError as e:
                 error_code = e.code
             else:
                 error_code = ""
@@ -117,5 +145,8 @@ class RestartHook:
             self._sleep(min(POLL_SECONDS, left))
 
 
-def _json(detail: dict) -> str:
-    return json.dumps(detail, separators=(",", ":"), sort_keys=True)
+registry.register(registry.Component(
+    registry.HOOK, "restart", RestartHookSettings,
+    build=lambda settings, runtime: RestartHook(settings, runtime.openapi(), recent_events=runtime.recent_events),
+    permissions=("ecs:DescribeInstances", "ecs:DescribeInstanceStatus", "ecs:StartInstance"),
+))

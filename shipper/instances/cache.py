@@ -17,13 +17,15 @@ from pathlib import Path
 
 import orjson
 
-from shipper import metrics
+from shipper import events
+from shipper.telemetry import metrics
+from shipper.events import IDENTITY_FIELDS
 from shipper.sinks.sqlite import StoreError
 
 log = logging.getLogger("shipper.instances.cache")
 
-# Record fields an event may lack and the cache can supply.
-FILLED_FIELDS = ("instance_name", "instance_type", "private_ip", "public_ip", "region_id")
+# Record fields an event may lack and the cache can supply (defined once, in shipper.events).
+FILLED_FIELDS = IDENTITY_FIELDS
 COLUMNS = ("instance_id", "instance_name", "instance_type", "private_ip", "public_ip", "region_id", "zone_id",
            "tags", "charge_type", "spot_strategy", "first_seen", "last_seen", "last_state")
 
@@ -97,7 +99,7 @@ class InstanceCache:
     def enrich(self, record: dict) -> None:
         """Learn from one event record, then fill the identity fields it lacks (in place)."""
         instance = record.get("instance_id", "")
-        if not instance or "*" in instance:  # masked ids (console debug events) name no instance
+        if not events.is_real_instance_id(instance):
             return
         with self._lock:
             entry = self._entries.get(instance)
@@ -117,7 +119,7 @@ class InstanceCache:
             self._dirty.add(instance)
 
     def remember(self, instance) -> None:
-        """Learn from a DescribeInstances answer (an actions.openapi.Instance)."""
+        """Learn from a DescribeInstances answer (a shipper.instances.model.Instance, from shipper.cloud.openapi)."""
         with self._lock:
             entry = self._entries.setdefault(instance.instance_id, dict.fromkeys(COLUMNS, ""))
             entry["instance_id"] = instance.instance_id

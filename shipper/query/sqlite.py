@@ -38,6 +38,7 @@ from shipper.query.parser import (
     SQL_KEYWORDS, And, Compare, Node, Not, Or, Query, QueryError, Range, SqlTok, Term,
     identifier_name, significant, sql_tokens,
 )
+from shipper.times import datetime_from_seconds, format_sql_timestamp, to_utc_datetime
 
 DELIMITERS = ",'\";=()[]{}?@&<>/:\n\t\r "
 SQL_DEFAULT_LIMIT = 100  # SLS returns 100 SQL rows unless the SQL says LIMIT
@@ -435,44 +436,19 @@ class _MinBy(_MaxBy):
         return key < self.key
 
 
-def _from_seconds(seconds: float) -> _dt.datetime | None:
-    try:
-        return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def _to_datetime(value) -> _dt.datetime | None:
-    """Unix seconds, or timestamp text (`YYYY-MM-DD HH:MM:SS[.fff]`, ISO 8601), as a UTC datetime.
-
-    A value that is neither gives None (SQL NULL) rather than failing the whole query.
-    """
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return _from_seconds(value)
-    try:
-        parsed = _dt.datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=_dt.timezone.utc) if parsed.tzinfo is None else parsed.astimezone(_dt.timezone.utc)
-
-
-def _timestamp_text(t: _dt.datetime) -> str:
-    """SLS's timestamp display, `YYYY-MM-DD HH:MM:SS.mmm`."""
-    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
-
+# The time functions below read their values with shipper.times; a value that is neither Unix seconds nor
+# timestamp text gives None (SQL NULL) rather than failing the whole query.
 
 def _from_unixtime(value) -> str | None:
     try:
-        t = _from_seconds(float(value))
+        t = datetime_from_seconds(float(value))
     except (TypeError, ValueError):
         return None
-    return None if t is None else _timestamp_text(t)
+    return None if t is None else format_sql_timestamp(t)
 
 
 def _date_trunc(unit: str, value) -> str | None:
-    t = _to_datetime(value)
+    t = to_utc_datetime(value)
     if t is None:
         return None
     unit = unit.lower()
@@ -488,7 +464,7 @@ def _date_trunc(unit: str, value) -> str | None:
     elif unit in ("month", "quarter", "year"):
         month = {"month": t.month, "quarter": t.month - (t.month - 1) % 3, "year": 1}[unit]
         t = t.replace(month=month, day=1)
-    return _timestamp_text(t)
+    return format_sql_timestamp(t)
 
 
 # Presto/MySQL date_format specifiers -> Python strftime; those without an equivalent are rejected.
@@ -517,5 +493,5 @@ def _python_format(presto: str) -> str:
 
 
 def _date_format(value, presto_format: str) -> str | None:
-    t = _to_datetime(value)
+    t = to_utc_datetime(value)
     return None if t is None else t.strftime(_python_format(presto_format))

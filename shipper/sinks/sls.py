@@ -16,19 +16,22 @@ dead-letter logstore (reason `sls-rejected`) and the batch succeeds. If that wri
 """
 from __future__ import annotations
 
-import base64
 import logging
-import random
 import socket
 import struct
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import orjson
-from aliyun.log import LogException
 
-from shipper import __version__, config, events, metrics, slsclient
-from shipper.credentials import Credentials
+from shipper import __version__, events, registry
+from shipper.telemetry import metrics
+from shipper.cloud import Backoff, CloudError, Credentials, MissingCredentials, credentials_for
+from shipper.cloud.sls import close_client, error_code, make_client, put_log_group
+from shipper.registry import Finding
+from shipper.times import format_time_ms
+from shipper.sinks.sqlite import StoreError
 
 log = logging.getLogger("shipper.sinks.sls")
 
@@ -41,6 +44,30 @@ DATA_ERROR_CODES = frozenset({"PostBodyInvalid", "PostBodyTooLarge", "InvalidTim
                               "InvalidKey"})
 BACKOFF_BASE_SECONDS = 0.1
 BACKOFF_CAP_SECONDS = 10.0
+BACKOFF = Backoff(BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS)  # full jitter; attempt 0 is the first retry
+
+
+@dataclass(frozen=True)
+class SlsSinkSettings:
+    """SLS logstores; credentials come from the ALIBABA_CLOUD_* variables."""
+    type: str = "sls"
+    endpoint: str = ""                      # cn-hangzhou.log.aliyuncs.com, https://..., or 127.0.0.1:<port>
+    project: str = ""
+    events_logstore: str = "ecs-events"
+    actions_logstore: str = "shipper-actions"
+    deadletter_logstore: str = "shipper-deadletter"
+    compress: str = "lz4"                   # lz4 or deflate
+    timeout_seconds: float = 30.0           # per request
+    retry_seconds: float = 60.0             # retry a batch this long, then report it failed (redelivered)
+
+    def validate(self) -> None:
+        if not self.endpoint or not self.project:
+            raise registry.Invalid("`endpoint` and `project` are required, e.g. "
+                                   "endpoint = \"cn-hangzhou.log.aliyuncs.com\", project = \"ecs-audit\"")
+        if self.compress not in ("lz4", "deflate"):
+            raise registry.Invalid(f"`compress` must be lz4 or deflate, got {self.compress!r}")
+        registry.positive(self, "timeout_seconds", "retry_seconds")
+
 
 
 class SlsSinkError(Exception):
@@ -114,7 +141,6 @@ def group_tail(topic: str, source: str, tags: list[tuple[str, str]]) -> bytes:
 
 # -- routing ----------------------------------------------------------------------------------------------
 
-_TOPIC_FIELD = {events.EVENTS_TABLE: "category", events.ACTIONS_TABLE: "hook", events.DEADLETTER_TABLE: "reason"}
 
 
 # A dead letter's base64 raw must stay under SLS's 1 MB value limit.
@@ -157,17 +183,17 @@ def _raw_text(table: str, record: dict) -> str:
     return orjson.dumps(record).decode("utf-8")  # an action record has no input of its own: keep the record
 
 
-def _describe(error: LogException) -> str:
-    return f"{error.get_error_code()}: {error.get_error_message()}"
+def _describe(error: CloudError) -> str:
+    return f"{error.code}: {error.message}"
 
 
 class SlsSink:
     name = "sls"
 
-    def __init__(self, settings: config.SlsSinkSettings, credentials: Credentials, *,
+    def __init__(self, settings: SlsSinkSettings, credentials: Credentials, *,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
         self.settings = settings
-        self._client = slsclient.make_client(settings.endpoint, credentials, timeout=settings.timeout_seconds)
+        self._client = make_client(settings.endpoint, credentials, timeout=settings.timeout_seconds)
         self._sleep = sleep
         self._clock = clock
         self._host = socket.gethostname()
@@ -191,13 +217,13 @@ class SlsSink:
         return written
 
     def close(self) -> None:
-        self._client._session.close()
+        close_client(self._client)
 
     # -- internals ---------------------------------------------------------------------------------------
 
     def _write(self, table: str, records: list[dict], deadline: float) -> tuple[int, list[tuple[dict, str]]]:
         encoder = self._encoders[table]
-        topic_field = _TOPIC_FIELD[table]
+        topic_field = events.TOPIC_FIELD[table]
         now_ns = time.time_ns()
         now_s, now_part = divmod(now_ns, 1_000_000_000)
         by_topic: dict[str, list[tuple[dict, bytes]]] = {}
@@ -224,8 +250,8 @@ class SlsSink:
         try:
             self._put(logstore, b"".join(item[1] for item in chunk) + tail, len(chunk), deadline)
             return len(chunk), []
-        except LogException as error:
-            if slsclient.error_code(error) in DATA_ERROR_CODES and len(chunk) > 1:
+        except CloudError as error:
+            if error.code in DATA_ERROR_CODES and len(chunk) > 1:
                 half = len(chunk) // 2
                 first = self._put_or_split(logstore, chunk[:half], tail, deadline)
                 second = self._put_or_split(logstore, chunk[half:], tail, deadline)
@@ -234,45 +260,66 @@ class SlsSink:
             return 0, [(record, _describe(error)) for record, _ in chunk]
 
     def _put(self, logstore: str, log_group: bytes, count: int, deadline: float) -> None:
-        """One PutLogs, retried while retryable and within the deadline; raises LogException otherwise."""
+        """One PutLogs, retried while retryable and within the deadline; raises CloudError otherwise."""
         attempt = 0
         while True:
             try:
-                slsclient.put_log_group(self._client, self.settings.project, logstore, log_group,
-                                        self.settings.compress)
+                put_log_group(self._client, self.settings.project, logstore, log_group, self.settings.compress)
                 return
-            except LogException as error:
-                code = slsclient.error_code(error)
-                if not slsclient.is_retryable(code, error.resp_status):
+            except CloudError as error:
+                if not error.retryable:
                     raise
-                delay = random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** attempt))
+                delay = BACKOFF.seconds(attempt)
                 attempt += 1
                 if self._clock() + delay > deadline:
                     raise SlsSinkError(
                         f"sls: {self.settings.project}/{logstore}: PutLogs of {count} logs still failing after "
                         f"{attempt} attempts in {self.settings.retry_seconds:g} s: {_describe(error)}") from None
-                log.info("sls: %s: %s; retry %d in %.2f s", logstore, code, attempt, delay)
+                log.info("sls: %s: %s; retry %d in %.2f s", logstore, error.code, attempt, delay)
                 self._sleep(delay)
 
     def _dead_letter(self, table: str, rejected: list[tuple[dict, str]], deadline: float) -> None:
-        received = events.format_time_ms(int(time.time() * 1000))
+        received = format_time_ms(int(time.time() * 1000))
         letters = []
         for record, error in rejected:
             raw = _raw_text(table, record).encode("utf-8")
             if len(raw) > MAX_DEAD_LETTER_RAW_BYTES:  # else the dead letter is refused too, forever
                 error += f"; raw cut to {MAX_DEAD_LETTER_RAW_BYTES} of {len(raw)} bytes (SLS value limit)"
                 raw = raw[:MAX_DEAD_LETTER_RAW_BYTES]
-            letters.append({
-                "reason": REJECTED,
-                "source": DEADLETTER_SOURCE,
-                "message_id": record.get("event_uid", ""),
-                "received_time": record.get("received_time") or received,
-                "error": error,
-                "raw_base64": base64.b64encode(raw).decode("ascii"),
-            })
+            letters.append(events.dead_letter(reason=REJECTED, source=DEADLETTER_SOURCE,
+                                              message_id=record.get("event_uid", ""),
+                                              received_time=record.get("received_time") or received,
+                                              error=error, raw=raw))
         _, refused = self._write(events.DEADLETTER_TABLE, letters, deadline)
         if refused:
             raise SlsSinkError(f"sls: {len(rejected)} records refused by {self._logstores[table]} "
                                f"({rejected[0][1]}), and the dead-letter logstore "
                                f"{self.settings.deadletter_logstore} refused them too: {refused[0][1]}")
         metrics.DEAD_LETTERS.inc(len(letters), labels={"reason": REJECTED})
+
+
+
+def check(sink: SlsSinkSettings, config=None) -> list[Finding]:
+    try:
+        client = make_client(sink.endpoint, credentials_for("sls sink"), timeout=sink.timeout_seconds)
+    except MissingCredentials as e:
+        return [Finding("FAIL", str(e))]
+    findings = []
+    for logstore in (sink.events_logstore, sink.actions_logstore, sink.deadletter_logstore):
+        try:
+            client.get_logstore(sink.project, logstore)
+            findings.append(Finding("ok", f"sls sink: {sink.project}/{logstore} at {sink.endpoint} reachable"))
+        except Exception as e:
+            code = error_code(e)
+            hint = {"ProjectNotExist": "create the project or fix `project`",
+                    "LogStoreNotExist": "run `shipper dashboards import --project " + sink.project + "`"}.get(
+                code, "check `endpoint` and the ALIBABA_CLOUD_* credentials")
+            findings.append(Finding("FAIL", f"sls sink: {sink.project}/{logstore} at {sink.endpoint}: {code}; {hint}"))
+    return findings
+
+registry.register(registry.Component(
+    registry.SINK, "sls", SlsSinkSettings,
+    build=lambda settings, runtime: SlsSink(settings, runtime.credentials("sls sink", StoreError)),
+    check=check,
+    permissions=("log:PostLogStoreLogs", "log:GetLogStore"),
+))

@@ -7,14 +7,17 @@ work while `shipper run` writes.
 """
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 import socket
 import sqlite3
+import stat
 import threading
 from pathlib import Path
 
-from shipper import events
+from shipper import events, registry
+from shipper.registry import Finding
 from shipper.query.sqlite import register_functions
+from shipper.times import parse_iso_ms
 
 META_COLUMNS = ("time_ms", "topic", "source_host")
 _TIME_FIELD = {
@@ -23,6 +26,15 @@ _TIME_FIELD = {
     events.DEADLETTER_TABLE: "received_time",
 }
 _HOST = socket.gethostname()
+
+
+@dataclasses.dataclass(frozen=True)
+class SqliteSinkSettings:
+    type: str = "sqlite"
+    path: str = ""                          # default: <data_dir>/events.db
+
+    def resolve(self, shipper) -> "SqliteSinkSettings":
+        return self if self.path else dataclasses.replace(self, path=str(Path(shipper.data_dir) / "events.db"))
 
 
 class StoreError(Exception):
@@ -56,17 +68,9 @@ def _time_ms(table: str, record: dict) -> int:
     if table == events.EVENTS_TABLE:
         return int(value or 0)
     try:
-        return int(dt.datetime.fromisoformat(value).timestamp() * 1000)
+        return parse_iso_ms(value)
     except ValueError:
         return 0
-
-
-def _topic(table: str, record: dict) -> str:
-    if table == events.EVENTS_TABLE:
-        return record.get("category", "")
-    if table == events.ACTIONS_TABLE:
-        return record.get("hook", "")
-    return record.get("reason", "")
 
 
 # Positions of the numeric columns, worked out once: _row runs for every record written.
@@ -81,7 +85,7 @@ def _row(table: str, fields: tuple, record: dict) -> tuple:
         values[i] = float(values[i]) if values[i] not in ("", None) else None
     if table == events.EVENTS_TABLE and values[_EVENT_TIME_AT] is not None:
         values[_EVENT_TIME_AT] = int(values[_EVENT_TIME_AT])
-    return (*values, _time_ms(table, record), _topic(table, record), _HOST)
+    return (*values, _time_ms(table, record), events.topic(table, record), _HOST)
 
 
 def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
@@ -158,3 +162,40 @@ class SqliteSink:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def check(sink: SqliteSinkSettings, config=None) -> list[Finding]:
+    path = Path(sink.path)
+    # No write bit at all means read-only by intent. Root writes it anyway (so os.access and even a real
+    # write say yes when `check` runs as root), but `shipper run` as a service user would 503 every push.
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else None
+    if mode is not None and not mode & 0o222:
+        return [Finding("FAIL", f"sqlite sink: {path} is read-only (mode {mode:04o}): every push would get 503; "
+                                f"chmod u+w {path}")]
+    try:
+        conn = connect(path)
+        try:
+            count = conn.execute('SELECT count(*) FROM "ecs-events"').fetchone()[0]
+            _probe_write(conn)
+        finally:
+            conn.close()
+    except StoreError as e:
+        return [Finding("FAIL", f"sqlite sink: {e}")]
+    except sqlite3.Error as e:
+        return [Finding("FAIL", f"sqlite sink: {path} cannot be written ({e}); every push would get 503: "
+                                f"check the owner and mode of the file and its folder")]
+    return [Finding("ok", f"sqlite sink: {path} writable ({count} events stored)")]
+
+
+def _probe_write(conn) -> None:
+    """Insert a row and roll it back: SQLite opens a file it may only read without a word (read-only), and
+    only a real write finds out."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute('INSERT INTO "shipper-deadletter" DEFAULT VALUES')
+    finally:
+        conn.execute("ROLLBACK")
+
+
+registry.register(registry.Component(registry.SINK, "sqlite", SqliteSinkSettings,
+                                     build=lambda settings, runtime: SqliteSink(settings.path), check=check))

@@ -89,8 +89,6 @@ def replay(path: Path, pipeline: Pipeline, on_progress: Callable[[int], None], t
         summary.messages += 1
         on_progress(len(body) + 1)
     pipeline.close(timeout)
-    if pipeline.cache:
-        pipeline.cache.close()
     with lock:
         summary.failed += summary.messages - settled  # never answered: the flush ran out of time
     return summary

@@ -20,6 +20,7 @@ import logging
 import os
 import resource
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -29,12 +30,13 @@ from typing import Awaitable, Callable
 import orjson
 import uvicorn
 
-from shipper import events, metrics
-from shipper.hooks import ALERT, action_record
-from shipper.hooks.alert_keys import AlertKeys
-from shipper.config import HttpSourceSettings, parse_listen
+from shipper import events, registry
+from shipper.telemetry import metrics
+from shipper.registry import Finding
 from shipper.decode import TOO_LARGE
-from shipper.normalize import parse_time_ms
+from shipper.hooks.alerts import (
+    ACCEPTED, AlertIntake, accepted_records, alert_events, alert_payload, repeat_key,
+)
 from shipper.pipeline import Message, Pipeline, Result, Status
 from shipper.sources import SourceError
 from shipper.sources.http_protocol import protocol_class
@@ -48,10 +50,46 @@ BACKLOG = 4096
 # Threads that decode and buffer pushes (Pipeline.submit blocks while the in-flight buffer is full): the
 # only threads the server uses besides its loop, however many connections are open.
 SUBMIT_THREADS = 4
-# The decision of an alert notification's `shipper-actions` record once it is durably accepted: the SLS
-# webhook waits 5 s and counts only a 200 as delivered, so the endpoint answers on acceptance, not on the
-# hook's decision (recorded later, as for inline events).
-ACCEPTED = "accepted"
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port` -> (host, port); raises ValueError with the reason."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"must be host:port such as 127.0.0.1:8787, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+
+@dataclass(frozen=True)
+class HttpSourceSettings:
+    """CloudMonitor pushes, EventBridge HTTP targets (and, later, SLS alert hooks)."""
+    type: str = "http"
+    listen: str = "127.0.0.1:8787"
+    token_env: str = "SHIPPER_WEBHOOK_TOKEN"
+    max_body_bytes: int = 4 << 20           # 413 above this; bodies over [shipper] max_message_bytes are dead-lettered
+    commit_timeout_seconds: float = 30.0    # answer 503 (sender retries) when a commit takes longer
+    tls_cert: str = ""                      # PEM certificate chain; with tls_key, serve HTTPS
+    tls_key: str = ""                       # PEM private key of tls_cert
+    max_connections: int = 4096             # more open connections are answered 503 and closed at once
+    header_timeout_seconds: float = 10.0    # a request head must arrive this soon after connect / the last answer
+    body_timeout_seconds: float = 30.0      # the whole body must arrive within this
+    max_token_failures: int = 10            # this many token failures from one address within token_lockout_seconds...
+    token_lockout_seconds: float = 60.0     # ...get that address 429 for this long
+    trusted_proxies: tuple = ()             # proxy addresses whose X-Forwarded-For names the client (rate limiting)
+
+    def validate(self) -> None:
+        try:
+            parse_listen(self.listen)
+        except ValueError as e:
+            raise registry.Invalid(f"`listen` {e}") from None
+        registry.positive(self, "max_body_bytes", "commit_timeout_seconds")
+        if not self.token_env:
+            raise registry.Invalid("`token_env` must name the environment variable holding the push token")
+        registry.positive(self, "max_connections", "header_timeout_seconds", "body_timeout_seconds",
+                          "max_token_failures", "token_lockout_seconds")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise registry.Invalid("`tls_cert` and `tls_key` go together: set both (HTTPS) or neither")
 
 
 class HttpSourceError(SourceError):
@@ -139,12 +177,11 @@ def _loop_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
 
 
 class HttpServer:
-    def __init__(self, settings: HttpSourceSettings, pipeline: Pipeline, alert_keys: AlertKeys | None = None):
-        """`alert_keys`: the accepted alert notifications; `shipper run` passes the durable one in data_dir,
-        without it they are remembered by this process only."""
+    def __init__(self, settings: HttpSourceSettings, pipeline: Pipeline, alerts: AlertIntake | None = None):
+        """`alerts`: what `/hooks/<name>` hands an SLS alert to; without it (hooks off) that path is 404."""
         self.settings = settings
         self.pipeline = pipeline
-        self.alert_keys = alert_keys or AlertKeys(":memory:")
+        self.alerts = alerts
         self.token = os.environ.get(settings.token_env, "")
         self.throttle = TokenThrottle(settings.max_token_failures, settings.token_lockout_seconds)
         _raise_file_limit(settings.max_connections)
@@ -221,7 +258,6 @@ class HttpServer:
         if not self._thread.ident:
             self._socket.close()
         self._submitter.shutdown(wait=False)
-        self.alert_keys.close()
 
     def authorized(self, headers: dict[str, str], query: dict[str, list[str]]) -> bool:
         if not self.token:
@@ -244,72 +280,6 @@ class HttpServer:
     def off_loop(self, call: Callable, *args) -> Awaitable:
         """Run a blocking call (a SQLite write, a pipeline hand-off that may wait) on a submit thread."""
         return asyncio.get_running_loop().run_in_executor(self._submitter, call, *args)
-
-
-def alert_payload(body: bytes) -> dict:
-    """The SLS alert webhook body; ValueError names what is wrong."""
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ValueError("the alert body is not JSON") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
-        raise ValueError("the alert body must be an object with a `rows` list")
-    if not all(isinstance(row, dict) for row in payload["rows"]):
-        raise ValueError("every alert row must be an object")
-    payload.setdefault("status", "firing")
-    payload.setdefault("alert_instance_id", "")
-    repeat_key(payload)
-    return payload
-
-
-def repeat_key(payload: dict) -> str:
-    """What every notification of one firing shares: `fingerprint:fired_time`, or `alert:fired_time` when the
-    fingerprint is empty (`alert_instance_id` changes on every repeat, so it cannot be the key)."""
-    fingerprint, name, fired = payload.get("fingerprint"), payload.get("alert"), payload.get("fired_time")
-    if fingerprint is not None and not isinstance(fingerprint, str):
-        raise ValueError("`fingerprint` must be a string")
-    if isinstance(fired, bool) or not isinstance(fired, (int, str, type(None))):
-        raise ValueError("`fired_time` must be unix seconds")
-    if fingerprint:
-        return f"{fingerprint}:{fired or 0}"
-    # A name alone would make every firing of the rule one key for a week: the fire time must tell them apart.
-    if not isinstance(name, str) or not name or not fired or fired == "0":
-        raise ValueError("the alert body needs a `fingerprint`, or an `alert` name and a `fired_time`, "
-                         "to recognise repeats")
-    return f"{name}:{fired}"
-
-
-def alert_events(payload: dict, hook: str) -> list[dict]:
-    """One synthetic event per distinct instance in the alert rows, shaped like the event the hook acts on.
-
-    Its event_uid is `alert:<repeat key>:<instance>`: the same on every repeat of the firing."""
-    now = events.format_time_ms(int(time.time() * 1000))
-    firing = repeat_key(payload)
-    made, seen = [], set()
-    for row in payload["rows"]:
-        instance = row.get("instance_id")
-        if not isinstance(instance, str) or not instance or instance in seen:
-            continue
-        seen.add(instance)
-        values = {"event_uid": f"alert:{firing}:{instance}", "instance_id": instance, "received_time": now,
-                  "region_id": str(row.get("region", "")), "instance_name": str(row.get("name", "")),
-                  "resource_type": "instance", "resource_id": instance, "product": "ECS",
-                  "detail": orjson.dumps(row).decode()}
-        if hook == "lb_drain":
-            values.update(event_name="Instance:PreemptibleInstanceInterruption", category="interruption",
-                          action="delete", not_before=str(row.get("reclaim_time", "")),
-                          event_time=str(row.get("interrupted_time", "")) or now)
-        else:
-            values.update(event_name="Instance:StateChange", category="lifecycle", state="Stopped",
-                          state_raw="Stopped", event_time=str(row.get("stopped_time", "")) or now)
-        event_ms = parse_time_ms(values["event_time"]) or int(time.time() * 1000)
-        values.update(event_time=events.format_time_ms(event_ms), event_time_ms=str(event_ms))
-        if values.get("not_before"):
-            reclaim_ms = parse_time_ms(values["not_before"])
-            values["not_before"] = events.format_time_ms(reclaim_ms) if reclaim_ms else ""
-        made.append(events.new_event(**values))
-    return made
-
 
 
 @dataclass
@@ -481,9 +451,10 @@ class _App:
         await self._reply(request, _STATUS[result.status], reply)
 
     async def _alert_hook(self, request: _Request, name: str) -> None:
-        """An SLS alert asks a hook to act (dashboards/README.md, "The hook payload")."""
-        engine = self.server.pipeline.hooks
-        hook = next((h for h in engine.hooks if h.name == name), None) if engine else None
+        """An SLS alert asks a hook to act (dashboards/README.md, "The hook payload"): 200 once durably
+        accepted; the hook then decides on a worker, as for inline events."""
+        alerts = self.server.alerts
+        hook = alerts.hook(name) if alerts else None
         if hook is None:
             return await self._reply(request, 404, {"error": f"hook {name!r} is not enabled in this shipper"}, close=True)
         try:
@@ -504,27 +475,20 @@ class _App:
         if not targets:
             return await self._reply(request, 400, {"error": "no alert row names an `instance_id`"})
         key = repeat_key(payload)
-        new = set(await self.server.off_loop(self.server.alert_keys.claim, hook.name, key,
-                                             [t["instance_id"] for t in targets]))
-        fresh = [t for t in targets if t["instance_id"] in new]
-        if fresh and not await self._record_accepted(hook.name, fresh, payload):
+        fresh = await self.server.off_loop(alerts.claim, hook.name, key, targets)
+        if fresh and not await self._record_accepted(accepted_records(hook.name, fresh, payload)):
             # Not durably accepted: forget the claim, so SLS's retry of this notification is accepted.
-            await self.server.off_loop(self.server.alert_keys.release, hook.name, key, list(new))
+            await self.server.off_loop(alerts.release, hook.name, key, fresh)
             return await self._reply(request, 503, {"error": "not recorded in time; retry"})
-        for event in fresh:  # decided on a hook worker; the decision is recorded as for inline events
-            engine.schedule(event, [hook], ALERT, lambda: None, delay=0)
+        alerts.schedule(hook, fresh)
         if len(fresh) < len(targets):
             log.info("hook %s: alert %s repeated for %d instance(s); not acting again",
                      hook.name, key, len(targets) - len(fresh))
         await self._reply(request, 200, {"status": ACCEPTED if fresh else "repeat", "instances": len(targets),
                                          "accepted": len(fresh), "repeats": len(targets) - len(fresh)})
 
-    async def _record_accepted(self, hook: str, targets: list[dict], payload: dict) -> bool:
-        """Commit one `accepted` record per instance through the pipeline; whether it committed in time."""
-        detail = orjson.dumps({k: payload.get(k, "") for k in ("alert", "fingerprint", "fired_time",
-                                                               "alert_instance_id")}).decode()
-        records = [action_record(hook=hook, trigger=ALERT, event=event, decision=ACCEPTED, reason="alert",
-                                 detail=detail) for event in targets]
+    async def _record_accepted(self, records: list[dict]) -> bool:
+        """Commit the `accepted` records through the pipeline; whether they committed in time."""
         committed = asyncio.get_running_loop().create_future()
         await self.server.off_loop(self.server.pipeline.record, events.ACTIONS_TABLE, records, _resolver(committed))
         return bool(await self._within_commit_timeout(committed))
@@ -539,3 +503,38 @@ class _App:
         await request.send({"type": "http.response.start", "status": status, "headers": headers})
         await request.send({"type": "http.response.body", "body": payload})
         log.debug("http %s %s -> %d", request.method, request.path, status)
+
+
+def check(source: HttpSourceSettings, config=None) -> list[Finding]:
+    findings = []
+    if os.environ.get(source.token_env):
+        findings.append(Finding("ok", f"http source: token variable {source.token_env} is set"))
+    else:
+        findings.append(Finding("FAIL", f"http source: {source.token_env} is not set: every push would get 401; "
+                                        f"export it with the token your senders use"))
+    host, port = parse_listen(source.listen)
+    try:
+        with socket.create_server((host, port)):
+            pass
+        findings.append(Finding("ok", f"http source: {source.listen} is free to listen on"))
+    except OSError as e:  # `shipper run` binds the same address and stops when it cannot
+        findings.append(Finding("FAIL", f"http source: cannot listen on {source.listen} ({e.strerror or e}); "
+                                        f"stop what holds it (another shipper?) or change `listen`"))
+    if source.tls_cert:
+        findings.append(_check_tls(source))
+    return findings
+
+
+def _check_tls(source: HttpSourceSettings) -> Finding:
+    """Load the pair the way `shipper run` will, so a bad path or a key that does not match shows here."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(source.tls_cert, source.tls_key)
+    except OSError as e:  # ssl.SSLError is an OSError
+        return Finding("FAIL", f"http source: cannot use tls_cert {source.tls_cert!r} / tls_key {source.tls_key!r} "
+                               f"({e.strerror or e}); fix the paths or the files (PEM chain and its key)")
+    return Finding("ok", f"http source: TLS certificate {source.tls_cert} and its key load")
+
+
+registry.register(registry.Component(
+    registry.SOURCE, "http", HttpSourceSettings,
+    build=lambda settings, runtime: HttpServer(settings, runtime.pipeline, alerts=runtime.alerts), check=check))

@@ -13,7 +13,7 @@ import logging
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from shipper import metrics
+from shipper.telemetry import metrics
 
 log = logging.getLogger("shipper.sources.http")
 

@@ -18,24 +18,24 @@ then deleted, so a poison message never blocks the queue.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import queue as queue_mod
-import random
 import socket
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from shipper.config import MnsSourceSettings
-from shipper.credentials import Credentials
+from shipper import registry
+from shipper.cloud import Backoff, CloudError, Credentials, MissingCredentials, NotFound, credentials_for
+from shipper.config import endpoint_url
+from shipper.registry import Finding
 from shipper.pipeline import Message, Pipeline, Result, Status
 from shipper.sources import SourceError
 
 log = logging.getLogger("shipper.sources.mns")
 
-SDK_VERSION = "1.3.0"
 MAX_RECEIVES = "max-receives"  # dead-letter reason for a message delivered too often
 DELETE_BATCH = 16              # BatchDeleteMessage takes at most 16 handles (mns.md section 4)
 DELETE_WORKERS = 8             # concurrent deletes: at 10 ms a round trip one worker deletes ~1,600 messages/s
@@ -46,44 +46,57 @@ RETRY_SECONDS = 1.0            # between retries of a refused message (the pipel
 EXTEND_CHECK_SECONDS = 0.25    # how often held messages are checked for a visibility extension
 MIN_EXTENSION_SECONDS = 30     # an extension buys at least this long (VisibilityTimeout 1-43200 s)
 LAPSED_MEMORY = 100_000        # ids of committed messages whose delete came too late, kept to delete them
+# Exponential backoff with full jitter after failed calls: many consumers do not retry in step.
+RECEIVE_BACKOFF = Backoff(base=0.2, cap=30.0)
+DELETE_BACKOFF = Backoff(base=0.2, cap=5.0)
 
-# Error codes (reference/mns.md section 5) and what the consumer does with them.
-EMPTY_CODES = frozenset({"MessageNotExist"})
-FATAL_QUEUE_CODES = frozenset({"QueueNotExist", "InvalidQueueName", "QueueNameLengthError"})
-FATAL_AUTH_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-                              "MissingAuthorizationHeader", "InvalidAuthorizationHeader", "TimeExpired"})
-FATAL_CLIENT_CODES = frozenset({"InvalidHost"})
-STALE_HANDLE_CODES = frozenset({"MessageNotExist", "ReceiptHandleError"})
+# shipper.cloud.mns (and with it the MNS SDK) is imported where a queue is first used, not with this module:
+# every shipper command loads this module, few of them talk to MNS.
+
+
+@dataclasses.dataclass(frozen=True)
+class MnsSourceSettings:
+    """A CloudMonitor / EventBridge queue; credentials come from the ALIBABA_CLOUD_* variables."""
+    type: str = "mns"
+    endpoint: str = ""                      # http(s)://<uid>.mns.<region>.aliyuncs.com
+    queue: str = ""
+    receivers: int = 4                      # concurrent long polls
+    wait_seconds: int = 10                  # long-poll wait (<= 30)
+    batch_size: int = 16                    # messages per receive (<= 16)
+    max_receives: int = 10                  # dead-letter a message received more often than this
+
+    def resolve(self, shipper) -> "MnsSourceSettings":
+        return dataclasses.replace(self, endpoint=endpoint_url(self.endpoint)) if self.endpoint else self
+
+    def validate(self) -> None:
+        if not self.endpoint:
+            raise registry.Invalid("`endpoint` is required, e.g. https://<uid>.mns.cn-hangzhou.aliyuncs.com "
+                                   "or 127.0.0.1:9921")
+        if not self.queue:
+            raise registry.Invalid("`queue` must name the MNS queue, e.g. \"ecs-cms-event\"")
+        registry.positive(self, "receivers", "max_receives")
+        if not 0 <= self.wait_seconds <= 30:
+            raise registry.Invalid(f"`wait_seconds` must be 0 to 30 (the MNS long-poll limit), got {self.wait_seconds}")
+        if not 1 <= self.batch_size <= 16:
+            raise registry.Invalid(f"`batch_size` must be 1 to 16 (the MNS batch limit), got {self.batch_size}")
+
 
 
 class MnsFatal(SourceError):
     """The consumer cannot go on (queue missing, credentials refused); one line naming the queue or key."""
 
 
-def error_code(exc: Exception) -> str:
-    return getattr(exc, "type", "") or type(exc).__name__
+def _code(exc: Exception) -> str:
+    """For a log line: the service's code of a CloudError, else the exception's type (a bug, not MNS)."""
+    return exc.code if isinstance(exc, CloudError) else type(exc).__name__
 
 
-def classify(exc: Exception) -> str:
-    """`empty`, `fatal` or `retry` for an exception raised by the SDK."""
-    from mns.mns_exception import MNSClientNetworkException, MNSServerException
+def fatal_message(error: CloudError, settings: MnsSourceSettings, key_id: str) -> str:
+    from shipper.cloud.mns import FATAL_AUTH_CODES, FATAL_QUEUE_CODES, SDK_MISMATCH
 
-    code = error_code(exc)
-    if isinstance(exc, MNSServerException):
-        if code in EMPTY_CODES:
-            return "empty"
-        if code in FATAL_QUEUE_CODES or code in FATAL_AUTH_CODES:
-            return "fatal"
-        return "retry"  # InternalError, QpsLimitExceeded, throttling, anything new: back off and go on
-    if isinstance(exc, MNSClientNetworkException):
-        return "retry"
-    if code in FATAL_CLIENT_CODES:
-        return "fatal"
-    return "retry"
-
-
-def fatal_message(exc: Exception, settings: MnsSourceSettings, key_id: str) -> str:
-    code = error_code(exc)
+    code = error.code
+    if code == SDK_MISMATCH:
+        return f"mns source: {error.message}"
     if code in FATAL_QUEUE_CODES:
         return (f"mns source: queue {settings.queue!r} does not exist at {settings.endpoint} ({code}); "
                 f"create it or fix `queue` in the config")
@@ -92,48 +105,20 @@ def fatal_message(exc: Exception, settings: MnsSourceSettings, key_id: str) -> s
     if code in FATAL_AUTH_CODES:
         return (f"mns source: {settings.endpoint} refused access key {key_id} for queue {settings.queue!r} ({code}); "
                 f"check ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET and the key's MNS permissions")
-    return f"mns source: {settings.endpoint}: {code}: {getattr(exc, 'message', exc)}"
-
-
-def backoff_seconds(attempt: int, base: float = 0.2, cap: float = 30.0) -> float:
-    """Exponential backoff with full jitter: many consumers do not retry in step."""
-    return random.uniform(0, min(cap, base * 2 ** min(attempt, 20)))
-
-
-def open_queue(settings: MnsSourceSettings, credentials: Credentials):
-    """A Queue on its own Account and client: the SDK keeps one connection per client, not thread-safe."""
-    from mns.account import Account
-
-    from shipper.sources.mns_etree import EtreeMnsClient
-
-    account = Account(settings.endpoint, credentials.access_key_id, credentials.access_key_secret,
-                      credentials.security_token)
-    account.mns_client = EtreeMnsClient(settings.endpoint, credentials_provider=account.credentials_provider)
-    q = account.get_queue(settings.queue)
-    q.set_encoding(False)  # bodies are decoded by shipper: raw JSON or strict base64 (mns.md section 8)
-    return q
+    return f"mns source: {settings.endpoint}: {code}: {error.message}"
 
 
 def check_queue(settings: MnsSourceSettings, credentials: Credentials) -> dict:
-    """Reach the queue once: its attributes, or MnsFatal naming the problem."""
-    import mns.pkg_info
+    """Reach the queue once: its attributes (shipper.cloud.mns.Queue.attributes), or MnsFatal naming the problem."""
+    from shipper.cloud import mns as cloud_mns
 
-    if mns.pkg_info.version != SDK_VERSION:
-        raise MnsFatal(f"mns source: aliyun-mns-sdk {SDK_VERSION} is required, found {mns.pkg_info.version}; "
-                       f"reinstall shipper (never aliyun-mns 1.1.5, which prints the secret key)")
     try:
-        with warnings.catch_warnings():  # 1.3.0 marks the message counts deprecated; still the only source
-            warnings.simplefilter("ignore", DeprecationWarning)
-            meta = open_queue(settings, credentials).get_attributes()
-            counts = {"active_messages": meta.active_messages, "inactive_messages": meta.inactive_messages,
-                      "delay_messages": meta.delay_messages}
-    except Exception as e:
-        if classify(e) == "fatal":
+        return cloud_mns.check_queue(settings.endpoint, settings.queue, credentials)
+    except CloudError as e:
+        if e.fatal:
             raise MnsFatal(fatal_message(e, settings, credentials.access_key_id)) from None
-        raise MnsFatal(f"mns source: cannot reach {settings.endpoint} ({error_code(e)}); "
+        raise MnsFatal(f"mns source: cannot reach {settings.endpoint} ({e.code}); "
                        f"check `endpoint` and the network") from None
-    return {"visibility_timeout": meta.visibility_timeout, "maximum_message_size": meta.maximum_message_size,
-            **counts}
 
 
 class _Held:
@@ -172,7 +157,9 @@ class MnsConsumer:
         self._extend_queues = threading.local()
 
     def _queue(self):
-        return open_queue(self.settings, self.credentials)
+        from shipper.cloud.mns import open_queue
+
+        return open_queue(self.settings.endpoint, self.settings.queue, self.credentials)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -210,8 +197,8 @@ class MnsConsumer:
         if self._extend_pool is not None:
             self._extend_pool.shutdown(wait=False, cancel_futures=True)
 
-    def _fatal(self, exc: Exception) -> None:
-        message = fatal_message(exc, self.settings, self.credentials.access_key_id)
+    def _fatal(self, error: CloudError) -> None:
+        message = fatal_message(error, self.settings, self.credentials.access_key_id)
         if not self._stop.is_set():
             self.stop()
             log.error("%s", message)
@@ -227,18 +214,17 @@ class MnsConsumer:
             if not self._room_to_receive():
                 continue
             try:
-                messages = q.batch_receive_message(self.settings.batch_size, self.settings.wait_seconds)
-            except Exception as e:
-                kind = classify(e)
-                if kind == "empty":
-                    failures = 0
-                    continue
-                if kind == "fatal":
+                messages = q.receive(self.settings.batch_size, self.settings.wait_seconds)
+            except NotFound:  # MessageNotExist: nothing came within the wait
+                failures = 0
+                continue
+            except CloudError as e:
+                if e.fatal:
                     self._fatal(e)
                     return
                 failures += 1
-                delay = backoff_seconds(failures)
-                log.warning("mns source: receive failed (%s); retrying in %.1f s", error_code(e), delay)
+                delay = RECEIVE_BACKOFF.seconds(failures)
+                log.warning("mns source: receive failed (%s); retrying in %.1f s", e.code, delay)
                 self._stop.wait(delay)
                 q = self._queue()  # a fresh connection after a network failure
                 continue
@@ -272,7 +258,7 @@ class MnsConsumer:
                 return
             held = self._held[mid] = _Held(m.receipt_handle, visible_at, None)
         body = m.message_body.encode("utf-8") if isinstance(m.message_body, str) else m.message_body
-        message = Message(body=body, source=self.source_name, message_id=mid, ack_after_hooks=True,
+        message = Message(body=body, source=self.source_name, message_id=mid,
                           on_done=lambda result: self._on_done(mid, result))
         if m.dequeue_count > self.settings.max_receives:
             error = f"received {m.dequeue_count} times (max_receives {self.settings.max_receives})"
@@ -331,11 +317,11 @@ class MnsConsumer:
                 self._delete(q, ids)
                 failures = 0
             except Exception as e:
-                if classify(e) == "fatal":
+                if isinstance(e, CloudError) and e.fatal:
                     self._fatal(e)
                 failures += 1
-                delay = backoff_seconds(failures, cap=5.0)
-                log.warning("mns source: delete failed (%s); retrying in %.1f s", error_code(e), delay)
+                delay = DELETE_BACKOFF.seconds(failures)
+                log.warning("mns source: delete failed (%s); retrying in %.1f s", _code(e), delay)
                 time.sleep(delay)
                 q = self._queue()
 
@@ -351,21 +337,17 @@ class MnsConsumer:
 
     def _delete(self, q, ids: list[str]) -> None:
         """BatchDeleteMessage with each message's newest handle; a failed call puts them back."""
-        from mns.mns_exception import MNSServerException
-
         with self._lock:
             handles = {self._held[mid].handle: mid for mid in set(ids) if mid in self._held}
         if not handles:
             return
-        refused: dict[str, str] = {}
         try:
-            q.batch_delete_message(list(handles))
-        except MNSServerException as e:
-            if not e.sub_errors:  # the whole call failed: try these again
+            refused = q.delete(list(handles))
+        except CloudError as e:
+            if e.http_status is not None:  # the service refused the whole call: try these again
                 for mid in handles.values():
                     self._finished.put(mid)
-                raise
-            refused = {sub.get("ReceiptHandle", ""): sub.get("ErrorCode", "") for sub in e.sub_errors}
+            raise
         with self._lock:
             for handle, mid in handles.items():
                 held = self._held.get(mid)
@@ -375,7 +357,7 @@ class MnsConsumer:
                     del self._held[mid]
                 elif held.handle != handle:  # received again meanwhile: delete with the newer handle
                     self._finished.put(mid)
-                elif refused[handle] in STALE_HANDLE_CODES:  # visible again: delete it when it comes back
+                elif isinstance(refused[handle], NotFound):  # stale, visible again: delete it when it comes back
                     del self._held[mid]
                     self._remember_lapsed(mid)
                 else:
@@ -395,7 +377,7 @@ class MnsConsumer:
             try:
                 self._extend_due()
             except Exception as e:  # one failed round must not end extensions for good
-                log.warning("mns source: visibility extension failed (%s)", error_code(e))
+                log.warning("mns source: visibility extension failed (%s)", _code(e))
             self._closing.wait(EXTEND_CHECK_SECONDS)
 
     def _extend_due(self) -> None:
@@ -414,15 +396,37 @@ class MnsConsumer:
             q = self._extend_queues.queue = self._queue()
         extension = max(self.visibility_timeout, MIN_EXTENSION_SECONDS)
         try:
-            result = q.change_message_visibility(handle, extension)
-        except Exception as e:
-            if error_code(e) in STALE_HANDLE_CODES:  # visible again already; a re-receipt is recognised
-                return
+            new_handle = q.change_visibility(handle, extension)
+        except NotFound:  # a stale handle: visible again already; a re-receipt is recognised
+            return
+        except CloudError:
             self._extend_queues.queue = None  # a fresh connection next time
             raise
         log.debug("mns source: extended visibility of %s by %d s", mid, extension)
         with self._lock:
             held = self._held.get(mid)
             if held is not None and held.handle == handle:
-                held.handle = result.receipt_handle
+                held.handle = new_handle
                 held.visible_at = self._clock() + extension
+
+
+
+def check(source: MnsSourceSettings, config=None) -> list[Finding]:
+    try:
+        credentials = credentials_for("mns source")
+        info = check_queue(source, credentials)
+    except MissingCredentials as e:
+        return [Finding("FAIL", str(e))]
+    except MnsFatal as e:
+        return [Finding("FAIL", str(e))]
+    return [Finding("ok", f"mns source: queue {source.queue!r} at {source.endpoint} reachable as "
+                          f"{credentials.access_key_id} (visibility {info['visibility_timeout']} s, "
+                          f"{info['active_messages']} waiting, {info['inactive_messages']} in flight)")]
+
+registry.register(registry.Component(
+    registry.SOURCE, "mns", MnsSourceSettings,
+    build=lambda settings, runtime: MnsConsumer(settings, runtime.pipeline, runtime.credentials("mns source", MnsFatal),
+                                                on_fatal=runtime.on_fatal),
+    check=check,
+    permissions=("mns:GetQueueAttributes", "mns:ReceiveMessage", "mns:DeleteMessage", "mns:ChangeMessageVisibility"),
+))

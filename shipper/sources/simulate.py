@@ -6,14 +6,34 @@ logs what it handed over. Remove it from config.toml in production.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 import threading
 import time
 
-from shipper.config import SimulateSourceSettings
+from shipper import registry
+from shipper.registry import Finding
 from shipper.pipeline import Message, Pipeline, Result, Status
-from shipper.simulate import FleetSimulator
+from shipper.simulate import ENVELOPES, FleetSimulator
 
 log = logging.getLogger("shipper.sources.simulate")
+
+ENVELOPE_CHOICES = ("mixed",) + ENVELOPES
+
+
+@dataclass(frozen=True)
+class SimulateSourceSettings:
+    """A demo fleet, like Vector's demo_logs: remove it in production."""
+    type: str = "simulate"
+    instances: int = 20
+    seed: int = 1
+    duration_seconds: float = 3600.0        # simulated span, ending now
+    rate: float = 200.0                     # messages per second handed to the pipeline
+    envelope: str = "mixed"
+
+    def validate(self) -> None:
+        registry.positive(self, "instances", "duration_seconds", "rate")
+        if self.envelope not in ENVELOPE_CHOICES:
+            raise registry.Invalid(f"`envelope` must be one of {', '.join(ENVELOPE_CHOICES)}, got {self.envelope!r}")
 
 
 class SimulateRunner:
@@ -76,3 +96,13 @@ class SimulateRunner:
                 retry, self._retry = self._retry, []
             for message in retry:
                 self.pipeline.submit(message)
+
+
+def check(settings: SimulateSourceSettings, config=None) -> list[Finding]:
+    return [Finding("warn", f"simulate source: a demo fleet of {settings.instances} instances is enabled; "
+                            f"remove it in production")]
+
+
+registry.register(registry.Component(
+    registry.SOURCE, "simulate", SimulateSourceSettings,
+    build=lambda settings, runtime: SimulateRunner(settings, runtime.pipeline), check=check))
