@@ -41,6 +41,12 @@ EVENT_FIELDS = (
     "public_ip",
     "detail",
     "raw",
+    # additive to schema "1": what the instance registry knows (events, inventory sync, lookups)
+    "zone_id",
+    "charge_type",
+    "spot_strategy",
+    "tags",
+    "stop_cause",
 )
 
 ACTION_FIELDS = (
@@ -78,13 +84,19 @@ TABLE_FIELDS = {
 NUMERIC_FIELDS = frozenset({"event_time_ms", "seconds_before_reclaim"})
 
 # The fields people search by; the SQLite store indexes them.
-INDEXED_EVENT_FIELDS = ("instance_id", "state", "event_name", "category", "event_time_ms", "region_id")
+INDEXED_EVENT_FIELDS = ("instance_id", "state", "event_name", "category", "event_time_ms", "region_id", "zone_id")
 
 # An instance's identity as events carry it: an event that lacks one (a Deleted event often does) takes
 # it from the instance's earlier events (the lifecycle timeline, the instance cache).
-IDENTITY_FIELDS = ("instance_name", "instance_type", "private_ip", "public_ip", "region_id")
+IDENTITY_FIELDS = ("instance_name", "instance_type", "private_ip", "public_ip", "region_id", "zone_id",
+                   "charge_type", "spot_strategy", "tags")
+
+# Why an instance stopped (the `stop_cause` of Stopped and Deleted rows; instances/stop_cause.py decides).
+STOP_CAUSES = ("spot-reclaim", "system", "billing-lock", "expired", "user-or-api")
 
 STATES = ("Pending", "Starting", "Running", "Stopping", "Stopped", "Deleted")
+# Ties in event time are broken by where a state sits in an instance's life, then by receipt.
+STATE_ORDER = {state: rank for rank, state in enumerate(STATES)}
 CATEGORIES = ("lifecycle", "interruption", "maintenance", "failure", "disk", "snapshot", "network", "performance", "other")
 
 Record = dict  # one row of a store: field name -> str

@@ -49,14 +49,18 @@ def _column_type(name: str) -> str:
     return "TEXT NOT NULL DEFAULT ''"
 
 
-def _schema() -> list[str]:
+def _tables() -> list[str]:
     statements = []
     for table, fields in events.TABLE_FIELDS.items():
         columns = [f'"{f}" {_column_type(f)}' for f in fields + META_COLUMNS]
         if table == events.EVENTS_TABLE:
             columns[fields.index("event_uid")] = '"event_uid" TEXT NOT NULL UNIQUE'
         statements.append(f'CREATE TABLE IF NOT EXISTS "{table}" ({", ".join(columns)})')
-        statements.append(f'CREATE INDEX IF NOT EXISTS "{table}:time_ms" ON "{table}" (time_ms)')
+    return statements
+
+
+def _indexes() -> list[str]:
+    statements = [f'CREATE INDEX IF NOT EXISTS "{table}:time_ms" ON "{table}" (time_ms)' for table in events.TABLE_FIELDS]
     for name in events.INDEXED_EVENT_FIELDS:
         statements.append(f'CREATE INDEX IF NOT EXISTS "ecs-events:{name}" ON "ecs-events" ("{name}")')
     statements.append('CREATE INDEX IF NOT EXISTS "shipper-actions:instance_id" ON "shipper-actions" (instance_id)')
@@ -116,9 +120,21 @@ def _open_writer(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")  # a commit acknowledges messages: it must survive a crash
     conn.execute("PRAGMA busy_timeout=30000")
-    for statement in _schema():
+    for statement in _tables():
+        conn.execute(statement)
+    _add_new_columns(conn)
+    for statement in _indexes():
         conn.execute(statement)
     return conn
+
+
+def _add_new_columns(conn: sqlite3.Connection) -> None:
+    """A store made by an earlier version lacks the fields added to the schema since: add them (empty)."""
+    for table, fields in events.TABLE_FIELDS.items():
+        have = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
+        for name in fields + META_COLUMNS:
+            if name not in have:
+                conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {_column_type(name)}')
 
 
 class SqliteSink:
