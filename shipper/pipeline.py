@@ -1,9 +1,10 @@
-"""sources -> normalize -> enrich -> batch -> sinks -> commit listeners -> acknowledge.
+"""sources -> normalize -> batch -> enrich -> sinks -> commit listeners -> acknowledge.
 
 The delivery core: it knows sources, sinks, enrichers and listeners only by these small interfaces, never
-hooks or caches. A source hands over a Message and acts on its Result: an MNS message is deleted once
+hooks or registries. A source hands over a Message and acts on its Result: an MNS message is deleted once
 `on_done` reports it, an HTTP push answered as soon as `on_committed` does. Enrichers (callables) fill
-event records before they are buffered. After a batch is in every sink, each commit listener is told of
+a batch of event records just before it is written: they see the whole batch at once, so what they must
+ask the cloud about (instances not yet known) is asked once per batch, not once per message. After a batch is in every sink, each commit listener is told of
 each record and may take a hold on its message (`hold()` returns the release): as Vector's finalizers
 travel with an event, `on_done` then waits until every hold is released, so a hook that must decide
 before an MNS message is deleted keeps the acknowledgement until it has.
@@ -74,7 +75,7 @@ class Sink(Protocol):
 
 # (table, record, hold) after the record is in every sink; hold() -> release(), to be called exactly once.
 CommitListener = Callable[[str, dict, Callable[[], Callable[[], None]]], None]
-Enricher = Callable[[dict], None]
+Enricher = Callable[[list[dict]], None]  # fills event records in place, in arrival order
 
 
 class _Tracker:
@@ -147,9 +148,6 @@ class Pipeline:
         try:
             records = events_from_bytes(message.body, received_ms=received_ms, content_type=message.content_type,
                                         max_bytes=self.max_message_bytes)
-            for enrich in self._enrichers:
-                for record in records:
-                    enrich(record)
             table, result = events.EVENTS_TABLE, Result(Status.COMMITTED, events=len(records))
             metrics.EVENTS_RECEIVED.inc(len(records))
         except Rejected as e:
@@ -239,6 +237,8 @@ class Pipeline:
 
     def _write(self, table: str, batch: list[tuple]) -> None:
         records = [item[0] for item in batch]
+        if table == events.EVENTS_TABLE:
+            self._enrich(records)
         error = self._write_sinks(table, records)
         if not error:
             self._tell_listeners(table, batch)
@@ -265,6 +265,13 @@ class Pipeline:
         self._failures = self._failures + 1 if error else 0
         if error:  # do not hammer a sink that is down; close() ends the pause
             self._paused.wait(min(0.1 * 2 ** min(self._failures, 6), 5.0))
+
+    def _enrich(self, records: list[dict]) -> None:
+        for enrich in self._enrichers:
+            try:
+                enrich(records)
+            except Exception:  # an enricher bug costs the fields it would have filled, never the events
+                log.exception("an enricher failed on a batch of %d events; they are written as they are", len(records))
 
     def _write_sinks(self, table: str, records: list[dict]) -> str:
         """Write the batch to every sink; the last error, "" when all took it."""

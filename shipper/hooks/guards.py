@@ -1,9 +1,9 @@
-"""The policy a hook obeys before it touches anything: opt-in, locks, spot reclaim, stop cause, budgets.
+"""The policy a hook obeys before it touches anything: opt-in, locks, supersession, budgets (the stop cause
+is shared with the stored rows: shipper/instances/stop_cause.py).
 
 Pure functions over the normalized event, the re-read Instance and the instance's recent events
 (`history`: normalized event dicts of the same instance, any order); the budget and the breaker keep
-their own small state and read an injected clock. A Stopped event does not say who stopped the
-instance (reference/events.md §5.1), so the stop cause is inferred, never assumed.
+their own small state and read an injected clock.
 """
 from __future__ import annotations
 
@@ -13,17 +13,12 @@ from collections import deque
 from typing import Callable, Iterable
 
 from shipper.instances.model import Instance
-from shipper.times import parse_minute_seconds as _parse_minute_time, parse_schema_seconds
+from shipper.instances.stop_cause import FINANCIAL_LOCKS
+from shipper.times import parse_schema_seconds
 
 STATE_CHANGE = "Instance:StateChange"
 INTERRUPTION = "Instance:PreemptibleInstanceInterruption"
-RECENT_SECONDS = 3600.0                 # events this close to a stop can explain it
 RECLAIM_NOTICE_SECONDS = 300.0          # a spot notice comes about 5 minutes before the release
-FINANCIAL_LOCKS = frozenset({"financial", "dedicatedhostfinancial"})
-
-# stop causes
-USER_OR_API, SYSTEM_FAILURE, BILLING_LOCK = "user-or-api", "system-failure", "billing-lock"
-SPOT_RECLAIM, EXPIRATION, UNKNOWN = "spot-reclaim", "expiration", "unknown"
 
 
 def opted_in(instance_id: str, tags: dict, opt_in_tag: str, instances: Iterable[str]) -> bool:
@@ -77,51 +72,10 @@ def lock_reason(instance: Instance) -> str:
     return f"locked-{instance.lock_reasons[0].lower()}" if instance.lock_reasons else ""
 
 
-def is_spot_reclaim(instance: Instance | None, recent: list[dict]) -> bool:
-    """A spot instance with an interruption notice seen or a Recycling lock is being taken back."""
-    interrupted = any(e.get("event_name") == INTERRUPTION for e in recent)
-    if instance is None:
-        return interrupted
-    return instance.is_spot and (interrupted or "Recycling" in instance.lock_reasons)
-
-
-def recent_events(event: dict, history: Iterable[dict]) -> list[dict]:
-    """The instance's other events from RECENT_SECONDS before `event` on (later ones included)."""
-    since = _ms(event) - RECENT_SECONDS * 1000
-    uid = event.get("event_uid")
-    return [e for e in history if _ms(e) >= since and (not uid or e.get("event_uid") != uid)]
-
-
 def is_superseded(event: dict, history: Iterable[dict]) -> bool:
     """A newer Starting/Running state change of the same instance makes a Stopped event stale."""
     return any(e.get("event_name") == STATE_CHANGE and e.get("state") in ("Starting", "Running")
                and _ms(e) > _ms(event) for e in history)
-
-
-def stop_cause(event: dict, instance: Instance | None, history: Iterable[dict], now: float) -> str:
-    """Why the instance probably stopped, as far as the events and the instance data tell."""
-    recent = recent_events(event, history)
-    names = [e.get("event_name", "") for e in recent]
-    locks = set(instance.lock_reasons) if instance else set()
-    if is_spot_reclaim(instance, recent):
-        return SPOT_RECLAIM
-    if locks & FINANCIAL_LOCKS or any(n.startswith("Instance:AccountUnbalanced.") for n in names):
-        return BILLING_LOCK
-    if any(n.startswith("Instance:InstanceExpiration.") for n in names) or is_expired(instance, now):
-        return EXPIRATION
-    if any(e.get("category") in ("failure", "maintenance") for e in recent):
-        return SYSTEM_FAILURE
-    if instance is not None and not locks:
-        return USER_OR_API
-    return UNKNOWN
-
-
-def is_expired(instance: Instance | None, now: float) -> bool:
-    """A subscription (PrePaid) instance past its ExpiredTime is stopped by billing, not by a fault."""
-    if instance is None or instance.charge_type != "PrePaid" or not instance.expired_time:
-        return False
-    expires = _parse_minute_time(instance.expired_time)
-    return expires is not None and expires <= now
 
 
 def charge_note(instance: Instance) -> str:

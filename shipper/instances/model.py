@@ -12,6 +12,7 @@ class Instance:
     instance_id: str
     status: str
     tags: dict
+    region_id: str = ""                 # where its OpenAPI calls go
     lock_reasons: tuple = ()            # OperationLocks LockReason values: financial, security, Recycling, …
     spot_strategy: str = "NoSpot"
     charge_type: str = ""               # PrePaid | PostPaid

@@ -1,6 +1,4 @@
 """The hooks' policy: pure functions and the budget/breaker, table-tested with an injected clock."""
-import datetime as dt
-
 import pytest
 
 from shipper import events
@@ -29,10 +27,6 @@ def seen(name: str, category: str, seconds_from_stop: float, **extra) -> dict:
     at_ms = STOP_MS + int(seconds_from_stop * 1000)
     return {"event_uid": f"{name}@{seconds_from_stop}", "event_name": name, "category": category,
             "instance_id": "i-bp1guard0000000001", "event_time_ms": str(at_ms)} | extra
-
-
-def minute_text(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
 
 
 @pytest.mark.parametrize("instance_id, real", [
@@ -72,49 +66,6 @@ def test_opt_in_by_tag_or_list(tags, opt_in_tag, instances, expected):
 ])
 def test_lock_reasons(locks, reason):
     assert guards.lock_reason(instance(lock_reasons=locks)) == reason
-
-
-@pytest.mark.parametrize("spot, locks, events, expected", [
-    ("SpotAsPriceGo", ("Recycling",), [], True),
-    ("SpotWithPriceLimit", (), [seen(guards.INTERRUPTION, "interruption", -240)], True),
-    ("SpotAsPriceGo", (), [], False),
-    ("NoSpot", ("Recycling",), [], False),       # a pay-as-you-go instance pending release is not a reclaim
-    ("NoSpot", (), [seen(guards.INTERRUPTION, "interruption", -240)], False),
-])
-def test_spot_reclaim(spot, locks, events, expected):
-    assert guards.is_spot_reclaim(instance(spot_strategy=spot, lock_reasons=locks), events) is expected
-
-
-def test_spot_reclaim_of_an_instance_already_gone_is_told_by_the_interruption():
-    assert guards.is_spot_reclaim(None, [seen(guards.INTERRUPTION, "interruption", -240)])
-    assert not guards.is_spot_reclaim(None, [])
-
-
-@pytest.mark.parametrize("inst, history, cause", [
-    (instance(), [], "user-or-api"),
-    (None, [], "unknown"),
-    (instance(lock_reasons=("security",)), [], "unknown"),
-    (instance(), [seen("Instance:SystemFailure.Reboot", "failure", -600)], "system-failure"),
-    (instance(), [seen("Instance:SystemMaintenance.Stop", "maintenance", -30)], "system-failure"),
-    (instance(), [seen("Instance:SystemFailure.Stop", "failure", 5)], "system-failure"),      # notice after the stop
-    (instance(), [seen("Instance:SystemFailure.Reboot", "failure", -7200)], "user-or-api"),  # too old to explain it
-    (instance(lock_reasons=("financial",)), [], "billing-lock"),
-    (instance(), [seen("Instance:AccountUnbalanced.Stop", "lifecycle", -60)], "billing-lock"),
-    (instance(), [seen("Instance:InstanceExpiration.Stop", "lifecycle", -60)], "expiration"),
-    (instance(charge_type="PrePaid", expired_time=minute_text(NOW - 3600)), [], "expiration"),
-    (instance(charge_type="PrePaid", expired_time=minute_text(NOW + 86400)), [], "user-or-api"),
-    (instance(charge_type="PostPaid", expired_time=minute_text(NOW - 3600)), [], "user-or-api"),
-    (instance(spot_strategy="SpotAsPriceGo", lock_reasons=("Recycling",)), [], "spot-reclaim"),
-    (instance(spot_strategy="SpotAsPriceGo"), [seen(guards.INTERRUPTION, "interruption", -300)], "spot-reclaim"),
-    (None, [seen(guards.INTERRUPTION, "interruption", -300)], "spot-reclaim"),
-    (instance(spot_strategy="SpotAsPriceGo", lock_reasons=("financial",)), [], "billing-lock"),
-])
-def test_stop_cause(inst, history, cause):
-    assert guards.stop_cause(stopped(), inst, history, NOW) == cause
-
-
-def test_the_stop_event_itself_does_not_count_as_history():
-    assert guards.recent_events(stopped(), [stopped()]) == []
 
 
 @pytest.mark.parametrize("state, seconds_from_stop, superseded", [

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from shipper import config, runner
 from shipper.telemetry import metrics
 from shipper.decode import Rejected
-from shipper.instances.cache import InstanceCache
+from shipper.instances.registry import InstanceRegistry
 from shipper.normalize import events_from_bytes, normalize
 from tests.waiting import wait_until
 
@@ -179,7 +179,7 @@ def test_a_surrogate_form_push_is_dead_lettered_and_run_keeps_going(running, cha
 
 
 def test_a_failing_cache_save_is_logged_once_counted_and_retried_until_it_succeeds(running, monkeypatch, caplog):
-    real_save, calls = InstanceCache.save, []
+    real_save, calls = InstanceRegistry.save, []
 
     def disk_full_three_times(self):
         calls.append(1)
@@ -187,7 +187,7 @@ def test_a_failing_cache_save_is_logged_once_counted_and_retried_until_it_succee
             raise sqlite3.OperationalError("database or disk is full")
         return real_save(self)
 
-    monkeypatch.setattr(InstanceCache, "save", disk_full_three_times)
+    monkeypatch.setattr(InstanceRegistry, "save", disk_full_three_times)
     before = metrics.CACHE_SAVE_ERRORS.total()
     caplog.set_level(logging.INFO)
     body = b"name=Instance%3AStateChange&product=ECS&resourceId=acs%3Aecs%3Acn-hangzhou%3A1%3Ainstance%2Fi-cached&instanceName=web-1"

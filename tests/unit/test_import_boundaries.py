@@ -81,7 +81,7 @@ def test_the_package_keeps_its_boundaries():
 
 @pytest.mark.parametrize("module, line, expected", [
     ("shipper.pipeline", "from shipper.hooks import INLINE", "the delivery core shipper.pipeline imports shipper.hooks"),
-    ("shipper.pipeline", "from shipper.instances.cache import InstanceCache", "imports shipper.instances.cache"),
+    ("shipper.pipeline", "from shipper.instances.registry import InstanceRegistry", "imports shipper.instances.registry"),
     ("shipper.hooks.guards", "from shipper.cloud.openapi import OpenApi", "the pure module shipper.hooks.guards reaches"),
     ("shipper.normalize", "import aliyunsdkcore", "shipper.normalize imports the SDK aliyunsdkcore outside"),
     ("shipper.sinks.sls", "from aliyun.log import LogClient", "shipper.sinks.sls imports the SDK aliyun.log"),
