@@ -48,6 +48,8 @@ class SimEvent:
 
     `time_ms` is when it is delivered: the event time, or later for a redelivered duplicate. `state` is
     the schema state (`Pending` for a `Created` message), `event_status` the system-event status.
+    `stop_cause` is why a Stopped or Deleted instance stopped, as the simulator planned it (the truth a
+    stored row's inferred stop_cause is checked against).
     """
 
     time_ms: int
@@ -57,6 +59,7 @@ class SimEvent:
     event_status: str
     envelope: str
     body: bytes
+    stop_cause: str = ""
 
 
 class _Region(NamedTuple):
@@ -105,7 +108,12 @@ _SYSTEM_EVENT_KINDS = {
     "SystemMaintenance.Reboot": ("CRITICAL", "Maintenance"),
     "SystemFailure.Reboot": ("CRITICAL", "Exception"),
     "InstanceFailure.Reboot": ("WARN", "Exception"),
+    "SystemFailure.Stop": ("CRITICAL", "Exception"),
+    "AccountUnbalanced.Stop": ("CRITICAL", "Billing"),
+    "InstanceExpiration.Stop": ("CRITICAL", "Billing"),
 }
+# Why a planned stop happens: mostly deliberate; some by the platform or by billing (reference/events.md §6).
+_STOP_CAUSES = (("user-or-api", 0.8), ("system", 0.1), ("billing", 0.1))
 # B `eventNameZh`: the first two are from a real push; the others are composed [inferred].
 _NAMES_ZH = {
     _STATE_CHANGE: "实例状态变更",
@@ -113,6 +121,9 @@ _NAMES_ZH = {
     "Instance:SystemMaintenance.Reboot": "因系统维护实例重启",
     "Instance:SystemFailure.Reboot": "因系统错误实例重启",
     "Instance:InstanceFailure.Reboot": "因实例错误实例重启",
+    "Instance:SystemFailure.Stop": "因系统错误实例停止",
+    "Instance:AccountUnbalanced.Stop": "因欠费实例停止",
+    "Instance:InstanceExpiration.Stop": "因到期实例停止",
 }
 _STATUS_ZH = {"Scheduled": "计划中", "Executing": "执行中", "Executed": "执行完成", "Avoided": "已避免"}
 
@@ -137,6 +148,7 @@ class _Step(NamedTuple):
     index: int  # the instance's place in the fleet; with `seq` it makes every sort key unique
     seq: int
     what: str | _SystemEvent | None
+    stop_cause: str = ""
 
 
 class _EventParts(NamedTuple):
@@ -232,32 +244,57 @@ class FleetSimulator:
             elif draw < self.maintenance_ratio + self.failure_ratio:
                 planned += self._plan_failure(rng, t, instance.region_id)
             else:
-                planned += self._plan_stop(rng, t)
+                planned += self._plan_stop(rng, t, instance)
         planned.sort(key=lambda item: item[0])
-        for seq, (time_ms, what) in enumerate(planned):
+        for seq, (time_ms, what, *cause) in enumerate(planned):
             if time_ms > self.end_ms:
                 return
-            yield _Step(time_ms, index, seq, what)
+            yield _Step(time_ms, index, seq, what, *cause)
 
     def _plan_reclaim(self, rng: random.Random, running_ms: int) -> list:
         notice_ms = _between(rng, running_ms + 30 * _SECOND, self.end_ms)
-        return [(notice_ms, None), (notice_ms + RECLAIM_NOTICE_MS, "Deleted")]
+        return [(notice_ms, None), (notice_ms + RECLAIM_NOTICE_MS, "Deleted", "spot-reclaim")]
 
-    def _plan_stop(self, rng: random.Random, running_ms: int) -> list:
-        """Keep running (45 %), or stop and start again (30 %), or stop and release (25 %)."""
+    def _plan_stop(self, rng: random.Random, running_ms: int, instance: SimInstance) -> list:
+        """Keep running (45 %), or stop and start again (30 %), or stop and release (25 %). A stop is
+        deliberate, or announced a few seconds ahead by a system failure or a billing event (_STOP_CAUSES)."""
         fate = rng.random()
         if fate < 0.45:
             return []
         stopping_ms = _between(rng, running_ms + _MINUTE, self.end_ms)
         stopped_ms = stopping_ms + rng.randint(10 * _SECOND, 40 * _SECOND)
-        planned = [(stopping_ms, "Stopping"), (stopped_ms, "Stopped")]
+        cause = rng.choices([c for c, _ in _STOP_CAUSES], [w for _, w in _STOP_CAUSES])[0]
+        planned = []
+        if cause != "user-or-api":
+            planned += self._plan_stop_event(rng, stopping_ms, stopped_ms, cause, instance)
+            cause = "expired" if planned[0][1].event_type == "InstanceExpiration.Stop" else cause
+            cause = "billing-lock" if cause == "billing" else cause
+        planned += [(stopping_ms, "Stopping"), (stopped_ms, "Stopped", cause)]
         if fate < 0.75:
             starting_ms = stopped_ms + rng.randint(30 * _SECOND, 20 * _MINUTE)
             running_again_ms = starting_ms + rng.randint(10 * _SECOND, 40 * _SECOND)
             planned += [(starting_ms, "Starting"), (running_again_ms, "Running")]
         else:
-            planned.append((stopped_ms + rng.randint(30 * _SECOND, 10 * _MINUTE), "Deleted"))
+            planned.append((stopped_ms + rng.randint(30 * _SECOND, 10 * _MINUTE), "Deleted", cause))
         return planned
+
+    def _plan_stop_event(self, rng: random.Random, stopping_ms: int, stopped_ms: int, cause: str,
+                         instance: SimInstance) -> list:
+        """The system event that stops the instance: Executing just before Stopping, Executed after Stopped.
+        Billing stops a subscription at its expiry and a pay-as-you-go instance for an unpaid balance."""
+        if cause == "system":
+            event_type = "SystemFailure.Stop"
+        else:
+            event_type = "InstanceExpiration.Stop" if instance.charge_type == "PrePaid" else "AccountUnbalanced.Stop"
+        start_s = (stopping_ms - rng.randint(2 * _SECOND, 8 * _SECOND)) // 1000
+        finish_s = stopped_ms // 1000 + 1
+        executing = _SystemEvent(event_type, _system_event_id(rng, instance.region_id), "Executing", "Executing",
+                                 start_s, None, start_s, None)
+        return [
+            (start_s * 1000 + rng.randint(0, 999), executing),
+            (finish_s * 1000 + rng.randint(0, 999),
+             executing._replace(status="Executed", name_status="Executed", finish_s=finish_s)),
+        ]
 
     def _plan_maintenance(self, rng: random.Random, running_ms: int, region_id: str) -> list:
         """Scheduled → Executing → Executed (75 %), or Scheduled → Avoided, all with one eventId.
@@ -329,7 +366,7 @@ class FleetSimulator:
         else:
             message = self._eventbridge_message(instance, event, step.time_ms, event_id, rng)
         return SimEvent(step.time_ms, instance.instance_id, event.event_name, event.state, event.event_status,
-                        envelope, orjson.dumps(message))
+                        envelope, orjson.dumps(message), step.stop_cause)
 
     def _cms_message(self, instance: SimInstance, event: _EventParts, time_ms: int, event_id: str,
                      rng: random.Random) -> dict:
