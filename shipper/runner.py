@@ -19,7 +19,9 @@ from shipper.hooks.alert_keys import AlertKeys, alert_keys_path
 from shipper.hooks.alerts import AlertIntake
 from shipper.hooks.engine import HookEngine
 from shipper.cloud.openapi import OpenApi
-from shipper.instances.cache import InstanceCache, cache_path
+from shipper.instances.inventory import InventorySync, Lookups
+from shipper.instances.registry import InstanceRegistry, registry_path
+from shipper.ledger import Ledger, ledger_path
 from shipper.pipeline import Pipeline
 
 log = logging.getLogger("shipper.run")
@@ -28,17 +30,21 @@ PROGRESS_EVERY_SECONDS = 10.0
 
 
 class HooksError(Exception):
-    """Hooks are enabled but cannot run (no credentials); the message says what to set."""
+    """Hooks or the inventory are enabled but cannot run (no credentials); the message says what to set."""
 
 
 class Runtime:
     """What components are built with (registry.Component.build(settings, runtime)), built in order:
-    the instance cache, the sinks and the pipeline, the hook engine, then the sources."""
+    the instance registry (and its inventory sync), the sinks and the pipeline, the hook engine, then the
+    sources."""
 
     def __init__(self, config: Config, on_fatal=lambda message: None):
         self.config = config
         self.on_fatal = on_fatal
-        self.cache = InstanceCache(cache_path(config.shipper.data_dir))
+        self.instances = InstanceRegistry(registry_path(config.shipper.data_dir))
+        self.inventory: InventorySync | None = None
+        self._lookups: Lookups | None = None
+        self.ledger = Ledger(ledger_path(config.shipper.data_dir), days=config.shipper.ledger_days)
         self.pipeline: Pipeline | None = None
         self.engine: HookEngine | None = None
         self.alerts: AlertIntake | None = None
@@ -48,19 +54,34 @@ class Runtime:
         """The ALIBABA_CLOUD_* credentials, or `error` saying "<what>: set …"."""
         return credentials_for(what, error)
 
-    def openapi(self) -> OpenApi:
-        """One OpenAPI client for every hook; what DescribeInstances returns feeds the instance cache."""
+    def openapi(self, what: str = "hooks") -> OpenApi:
+        """One OpenAPI client for the hooks and the inventory; every DescribeInstances answer feeds the
+        instance registry."""
         if self._openapi is None:
-            self._openapi = OpenApi(self.config.openapi, self.credentials("hooks", HooksError),
-                                    on_instance=self.cache.remember)
+            self._openapi = OpenApi(self.config.openapi, self.credentials(what, HooksError),
+                                    on_instance=self.instances.remember)
         return self._openapi
+
+    def start_inventory(self) -> None:
+        """With `[inventory] enabled`: the sync thread, and lookups of unknown instances before each batch.
+        Waits (bounded) for the first sync, so the first events already find their instances."""
+        settings = self.config.inventory
+        if not settings.enabled:
+            return
+        api = self.openapi("inventory")
+        self._lookups = Lookups(api, settings.lookup_wait_ms / 1000, self.config.openapi.regions[0])
+        self.instances.set_lookup(self._lookups)
+        self.inventory = InventorySync(api, settings.interval_seconds).start()
+        if not self.inventory.first_done.wait(settings.startup_wait_seconds):
+            log.warning("inventory: the first sync is still running after %.0f s; starting the sources anyway",
+                        settings.startup_wait_seconds)
 
     def recent_events(self, instance_id: str) -> list[dict]:
         return self.engine.recent_events(instance_id) if self.engine else []
 
     def build_pipeline(self) -> Pipeline:
         sinks = [registry.for_settings(s).build(s, self) for s in self.config.sinks]
-        self.pipeline = Pipeline(sinks, self.config.batch, enrichers=(self.cache.enrich,),
+        self.pipeline = Pipeline(sinks, self.config.batch, enrichers=(self.instances.enrich,),
                                  max_inflight_events=self.config.shipper.max_inflight_events,
                                  max_message_bytes=self.config.shipper.max_message_bytes)
         return self.pipeline
@@ -96,19 +117,31 @@ class Runtime:
             source.close()
         if self.alerts:
             self.alerts.close()
-        self.cache.close()
+        self.close_stores()
         return drained
+
+    def close_stores(self) -> None:
+        """Stop the inventory and save the registry and the ledger: after the pipeline has flushed."""
+        if self.inventory:
+            self.inventory.close()
+        if self._lookups:
+            self._lookups.close()
+        self.instances.close()
+        self.ledger.close()
 
 
 @contextmanager
 def delivery(config: Config):
-    """A started pipeline into the configured sinks with the instance cache, for `shipper replay`; the
-    caller closes the pipeline (its flush), the cache is saved and closed on the way out."""
+    """A started pipeline into the configured sinks with the instance registry (and, when enabled, its
+    inventory), for `shipper replay`; the caller closes the pipeline (its flush), the registry and the ledger
+    are saved and closed on the way out."""
     runtime = Runtime(config)
     try:
-        yield runtime.build_pipeline().start()
+        pipeline = runtime.build_pipeline()
+        runtime.start_inventory()
+        yield pipeline.start()
     finally:
-        runtime.cache.close()
+        runtime.close_stores()
 
 
 def _progress_line() -> str:
@@ -135,6 +168,7 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
     try:
         pipeline = runtime.build_pipeline()
         runtime.build_hooks()
+        runtime.start_inventory()
         pipeline.start()
         for source in runtime.build_sources():
             started.append(source.start())
@@ -145,7 +179,7 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
     log.info("running: %d source(s) into %s; Ctrl-C or SIGTERM stops after a flush", len(started), sinks)
     last = None
     while not stop.wait(PROGRESS_EVERY_SECONDS):
-        runtime.cache.try_save()  # never raises: input, stores and the cache must not end the process
+        runtime.instances.try_save()  # never raises: input, stores and the registry must not end the process
         line = _progress_line()
         if line != last:
             log.info("%s", line)

@@ -77,7 +77,7 @@ def replay(path: Path, config_path: str | None) -> None:
             with click.progressbar(length=size, label=f"replaying {path}", file=sys.stderr,
                                    show_pos=False, show_percent=True) as bar:
                 summary = run_replay(path, pipeline, bar.update, config.shipper.shutdown_grace_seconds)
-    except (ReplayError, StoreError) as e:
+    except (ReplayError, StoreError, runner.HooksError) as e:
         raise click.ClickException(str(e)) from None
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.reasons.items()))
     click.echo(f"{summary.messages} messages: {summary.events} events committed, "
