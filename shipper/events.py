@@ -87,7 +87,7 @@ NUMERIC_FIELDS = frozenset({"event_time_ms", "seconds_before_reclaim"})
 INDEXED_EVENT_FIELDS = ("instance_id", "state", "event_name", "category", "event_time_ms", "region_id", "zone_id")
 
 # An instance's identity as events carry it: an event that lacks one (a Deleted event often does) takes
-# it from the instance's earlier events (the lifecycle timeline, the instance cache).
+# it from the instance's earlier events (the lifecycle timeline, the instance registry).
 IDENTITY_FIELDS = ("instance_name", "instance_type", "private_ip", "public_ip", "region_id", "zone_id",
                    "charge_type", "spot_strategy", "tags")
 

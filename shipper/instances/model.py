@@ -1,5 +1,5 @@
 """What a DescribeInstances answer says about one instance: a plain value the guards, the hooks and the
-instance cache share, with no SDK behind it."""
+instance registry share, with no SDK behind it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
