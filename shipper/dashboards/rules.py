@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import re
 
-from shipper.query.parser import SQL_KEYWORDS, QueryError, significant, sql_tokens
+from shipper import events
+from shipper.query.parser import SQL_KEYWORDS, QueryError, SqlTok, significant, sql_tokens
 
 # A chart's `title` is its id: both SDKs put it in the URL /dashboards/{dashboard}/charts/{title}
 # (aliyun-log-go-sdk client_dashboard.go, aliyun-log-java-sdk CreateChartRequest), and the documented chart
@@ -151,6 +152,56 @@ def sql_reasons(sql: str) -> list[str]:
     called = sorted({tok.text.lower() for tok, following in zip(tokens, tokens[1:])
                      if tok.kind == "ident" and following.text == "(" and tok.text.lower() not in SQL_KEYWORDS})
     reasons += [f"{name}() is not a documented SLS SQL function" for name in called if name not in SQL_FUNCTIONS]
+    return reasons
+
+
+# An instance's last state is max_by(state, LAST_STATE_KEY) everywhere: SLS's max_by picks any row of a tie in
+# event time, so the key breaks ties by the lifecycle rank (events.STATE_ORDER; Pending and a row with no state
+# rank 0), the order `shipper lifecycle` follows too. Ranks stay under 10, so a later
+# millisecond always wins. event_time_ms is indexed as long (bigint): times 10 stays far below 2^63.
+STATE_RANK = "case {} else 0 end".format(
+    " ".join(f"when state = '{state}' then {rank}" for state, rank in events.STATE_ORDER.items() if rank))
+LAST_STATE_KEY = f"event_time_ms * 10 + {STATE_RANK}"
+
+
+def _arguments(tokens: list[SqlTok], open_at: int) -> list[list[SqlTok]]:
+    """The comma-separated arguments of the call whose '(' is tokens[open_at]."""
+    arguments, current, depth = [], [], 0
+    for tok in tokens[open_at + 1:]:
+        if tok.text == "(":
+            depth += 1
+        elif tok.text == ")":
+            if depth == 0:
+                break
+            depth -= 1
+        elif tok.text == "," and depth == 0:
+            arguments.append(current)
+            current = []
+            continue
+        current.append(tok)
+    return arguments + [current]
+
+
+def _canonical(tokens: list[SqlTok]) -> list[str]:
+    """Token texts compared the way SQL reads them: keywords and names case-insensitive, strings exact."""
+    return [tok.text if tok.kind == "string" else tok.text.lower() for tok in tokens]
+
+
+def last_state_reasons(sql: str) -> list[str]:
+    """A max_by(state, key) whose key is not LAST_STATE_KEY: its ties would fall either way in SLS."""
+    try:
+        tokens = significant(sql_tokens(sql))
+    except QueryError:
+        return []  # the query's own parse reports it
+    expected = _canonical(significant(sql_tokens(LAST_STATE_KEY)))
+    reasons = []
+    for at, tok in enumerate(tokens[:-1]):
+        if tok.kind != "ident" or tok.text.lower() != "max_by" or tokens[at + 1].text != "(":
+            continue
+        arguments = _arguments(tokens, at + 1)
+        if _canonical(arguments[0]) == ["state"] and (len(arguments) != 2 or _canonical(arguments[1]) != expected):
+            reasons.append(f"max_by(state, …) must break ties in event time by the lifecycle rank: "
+                           f"use max_by(state, {LAST_STATE_KEY})")
     return reasons
 
 

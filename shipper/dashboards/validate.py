@@ -243,7 +243,7 @@ def _resource_reasons(entity: Entity, resources: dict[str, dict[str, Entity]]) -
     return reasons
 
 
-def _queries(entities: list[Entity]) -> Iterator[tuple[str, str, str, str]]:
+def content_queries(entities: list[Entity]) -> Iterator[tuple[str, str, str, str]]:
     """(file, where, logstore, query) of every saved search, chart and alert query."""
     for e in entities:
         if e.kind == "savedsearch":
@@ -265,7 +265,7 @@ def _query_reasons(text: str, logstore: str, indexes: dict[str, Entity], store: 
         query = parse(text)
     except QueryError as e:
         return [f"query does not parse: {e}"]
-    reasons = rules.sql_reasons(query.sql) if query.sql else []
+    reasons = rules.sql_reasons(query.sql) + rules.last_state_reasons(query.sql) if query.sql else []
     if logstore not in indexes:
         return reasons + [f"logstore {logstore!r} has no index file (index/{logstore}.json)"]
     keys = indexes[logstore].body["index"]["keys"]
@@ -288,20 +288,28 @@ def _query_reasons(text: str, logstore: str, indexes: dict[str, Entity], store: 
 
 
 def _seed_rows() -> dict[str, list[dict]]:
-    """A few rows per store, so that queries run over real values, not just an empty table."""
+    """A few rows per store, so that queries run over real values (every schema field), not an empty table."""
     t0 = 1772697600000  # 2026-03-05T08:00:00Z
+    web = dict(instance_id="i-bp1seed0000000000001", instance_name="web-1", instance_type="ecs.g7.large",
+               zone_id="cn-hangzhou-h", charge_type="PostPaid", spot_strategy="NoSpot",
+               tags='{"env":"prod","shipper:restart":"true"}')
+    spot = dict(instance_id="i-bp1seed0000000000002", instance_type="ecs.c7.xlarge", zone_id="cn-hangzhou-i",
+                charge_type="PostPaid", spot_strategy="SpotAsPriceGo", tags='{"env":"batch"}')
     rows = []
-    lifecycle = [("Pending", 0), ("Starting", 20), ("Running", 40), ("Stopping", 3600), ("Stopped", 3630),
-                 ("Deleted", 7200)]
-    for i, (state, seconds) in enumerate(lifecycle):
-        rows.append(dict(event_name="Instance:StateChange", category="lifecycle", state=state, state_raw=state,
-                         level="INFO", instance_id="i-bp1seed0000000000001", instance_name="web-1",
-                         instance_type="ecs.g7.large", at=t0 + seconds * 1000, uid=f"seed-{i}"))
-    rows.append(dict(event_name="Instance:PreemptibleInstanceInterruption", category="interruption", action="delete",
-                     level="WARN", instance_id="i-bp1seed0000000000002", instance_type="ecs.c7.xlarge",
-                     at=t0 + 600_000, uid="seed-interruption", not_before=format_time_ms(t0 + 900_000)))
+    lifecycle = [("Pending", 0, ""), ("Starting", 20, ""), ("Running", 40, ""), ("Stopping", 3600, ""),
+                 ("Stopped", 3630, "user-or-api"), ("Deleted", 7200, "user-or-api")]
+    for i, (state, seconds, cause) in enumerate(lifecycle):
+        rows.append(dict(web, event_name="Instance:StateChange", category="lifecycle", state=state, state_raw=state,
+                         level="INFO", stop_cause=cause, at=t0 + seconds * 1000, uid=f"seed-{i}"))
+    rows.append(dict(spot, event_name="Instance:PreemptibleInstanceInterruption", category="interruption",
+                     action="delete", level="WARN", at=t0 + 600_000, uid="seed-interruption",
+                     not_before=format_time_ms(t0 + 900_000)))
+    rows.append(dict(spot, event_name="Instance:StateChange", category="lifecycle", state="Deleted",
+                     state_raw="Deleted", level="INFO", stop_cause="spot-reclaim", at=t0 + 900_000,
+                     uid="seed-reclaimed"))
     rows.append(dict(event_name="Instance:SystemMaintenance.Reboot", category="maintenance", event_status="Scheduled",
-                     level="WARN", instance_id="i-bp1seed0000000000003", at=t0 + 1_200_000, uid="seed-maintenance",
+                     level="WARN", instance_id="i-bp1seed0000000000003", zone_id="cn-hangzhou-h",
+                     charge_type="PrePaid", spot_strategy="NoSpot", at=t0 + 1_200_000, uid="seed-maintenance",
                      not_before=format_time_ms(t0 + 86_400_000)))
     ecs = []
     for row in rows:
@@ -313,8 +321,8 @@ def _seed_rows() -> dict[str, list[dict]]:
     decided, finished = format_time_ms(t0 + 3_700_000), format_time_ms(t0 + 3_760_000)
     actions = [
         dict(event_uid="seed-4", hook="restart", trigger="inline", instance_id="i-bp1seed0000000000001",
-             decision="acted", reason="stopped unexpectedly", outcome="succeeded", decided_time=decided,
-             finished_time=finished),
+             decision="acted", reason="stopped unexpectedly", outcome="succeeded", stop_cause="user-or-api",
+             decided_time=decided, finished_time=finished),
         dict(event_uid="seed-4", hook="restart", trigger="alert", instance_id="i-bp1seed0000000000001",
              decision="skipped", reason="budget exhausted", decided_time=decided),
         dict(event_uid="seed-interruption", hook="lb_drain", trigger="inline", instance_id="i-bp1seed0000000000002",
@@ -327,14 +335,16 @@ def _seed_rows() -> dict[str, list[dict]]:
 
 
 @contextlib.contextmanager
-def _local_store() -> Iterator[sqlite3.Connection]:
-    """A seeded embedded store in a temporary directory, opened read-only like `shipper search`."""
+def local_store(rows: dict[str, list[dict]]) -> Iterator[sqlite3.Connection]:
+    """An embedded store holding `rows` (table -> records, written in order) in a temporary directory, opened
+    read-only like `shipper search`: where validate runs the content's queries (and tests run them on rows
+    of their own)."""
     with tempfile.TemporaryDirectory(prefix="shipper-dashboards-") as directory:
         path = Path(directory) / "events.db"
         sink = SqliteSink(path)
         try:
-            for table, rows in _seed_rows().items():
-                sink.write(table, rows)
+            for table, records in rows.items():
+                sink.write(table, records)
         finally:
             sink.close()
         conn = connect(path, create=False)
@@ -363,8 +373,8 @@ def validate(root: Path) -> list[Problem]:
             reasons = _resource_reasons(e, resources)
         problems += [Problem(e.file, reason) for reason in reasons]
     indexes = of(entities, "index")
-    with _local_store() as store:
-        for file, where, logstore, query in _queries(entities):
+    with local_store(_seed_rows()) as store:
+        for file, where, logstore, query in content_queries(entities):
             problems += [Problem(file, f"{where}: {reason}")
                          for reason in _query_reasons(query, logstore, indexes, store)]
     return problems

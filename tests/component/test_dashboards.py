@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,13 @@ from shipper.dashboards import (
     ACTION_POLICY, CONTENT_TEMPLATE, HOOK_PAYLOAD_KEYS, WEBHOOK, DashboardsError, Step, TemplateError, apply, export,
     plan_import, render_template, substitute_placeholders, validate,
 )
+from shipper.dashboards.load import load
+from shipper.dashboards.rules import LAST_STATE_KEY
+from shipper.dashboards.validate import content_queries, local_store
 from shipper.hooks.alerts import alert_events, alert_payload
+from shipper.query.parser import fields_used, parse
+from shipper.query.sqlite import to_sqlite
+from shipper.times import format_time_ms
 from tests.conftest import REPO
 from tests.emulators.sls import SlsEmulator
 
@@ -101,6 +108,111 @@ def test_the_restart_alert_calls_the_restart_hook_with_a_token_placeholder():
     assert webhook["value"]["url"] == "https://${SHIPPER_HOST}/hooks/restart?token=${SHIPPER_WEBHOOK_TOKEN}"
 
 
+# ---------------------------------------------------------------------------------------------------
+# Issue 12: the registry's fields (zone, charge type, spot strategy, tags, stop cause) and one last state
+
+NEW_FIELDS = ("zone_id", "charge_type", "spot_strategy", "tags", "stop_cause")
+T0 = 1772697600000  # 2026-03-05T08:00:00Z
+
+
+def event(uid: str, instance_id: str, at_ms: int, **values) -> dict:
+    return events.new_event(event_uid=uid, instance_id=instance_id, event_time=format_time_ms(at_ms),
+                            event_time_ms=str(at_ms), received_time=format_time_ms(at_ms + 1000), **values)
+
+
+def state_change(uid: str, instance_id: str, state: str, at_ms: int, **values) -> dict:
+    return event(uid, instance_id, at_ms, event_name="Instance:StateChange", category="lifecycle", state=state,
+                 state_raw=state, **values)
+
+
+def run(conn, logstore: str, query: str) -> list[dict]:
+    """A shipped query on the local store, as `shipper search` runs it: rows as column -> value."""
+    sql, params = to_sqlite(parse(query), logstore)
+    cursor = conn.execute(sql, params)
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+
+def shipped_queries() -> list[tuple[str, str, str]]:
+    """(file: where, logstore, query) of every saved search, chart and alert query."""
+    return [(f"{Path(file).name}: {where}", logstore, query)
+            for file, where, logstore, query in content_queries(load(CONTENT)[0])]
+
+
+def test_the_new_fields_are_indexed_for_sql_and_used_by_the_content():
+    keys = json.loads((CONTENT / "index" / "ecs-events.json").read_text())["index"]["keys"]
+    used = set().union(*(fields_used(parse(query)) for _, logstore, query in shipped_queries()
+                         if logstore == events.EVENTS_TABLE))
+    assert set(NEW_FIELDS) <= used
+    assert all(keys[name]["type"] == "text" and keys[name]["doc_value"] is True for name in NEW_FIELDS)
+    assert "-" not in keys["stop_cause"]["token"]  # `stop_cause: spot-reclaim` is one token
+    # tags is a JSON object string: its delimiters leave each tag key and value a token of its own, so
+    # `tags: env` and `tags: "env:prod"` find the instances tagged env=prod
+    split = re.split("|".join(map(re.escape, keys["tags"]["token"])), '{"env":"prod","app":"web-1.a/b"}')
+    assert [token for token in split if token] == ["env", "prod", "app", "web-1.a/b"]
+
+
+def test_the_dashboard_charts_interruptions_by_zone_and_stops_by_cause():
+    charts = {c["title"]: c for c in json.loads((CONTENT / "dashboards" / "lifecycle.json").read_text())["charts"]}
+    by_zone, by_cause = charts["spot-interruptions-by-zone-type"], charts["stops-by-cause-per-day"]
+    assert by_cause["display"]["yAxis"] == [cause.replace("-", "_") for cause in events.STOP_CAUSES] + ["other"]
+
+    def interruption(uid, instance_id, zone_id):
+        return event(uid, instance_id, T0, event_name="Instance:PreemptibleInstanceInterruption",
+                     category="interruption", instance_type="ecs.c7.xlarge", zone_id=zone_id)
+    rows = [interruption("i1", "i-1", "cn-hangzhou-h"), interruption("i2", "i-2", "cn-hangzhou-h"),
+            interruption("i2-again", "i-2", "cn-hangzhou-h"), interruption("i3", "i-3", "cn-hangzhou-i"),
+            interruption("i4", "i-4", ""),
+            state_change("s1", "i-1", "Deleted", T0 + 300_000, stop_cause="spot-reclaim"),
+            state_change("s2", "i-5", "Stopped", T0, stop_cause="user-or-api"),
+            state_change("s3", "i-5", "Deleted", T0 + 60_000, stop_cause="user-or-api"),
+            state_change("s4", "i-6", "Stopped", T0, stop_cause="")]
+    with local_store({events.EVENTS_TABLE: rows}) as conn:
+        assert {r["zone_type"]: r["interrupted"] for r in run(conn, "ecs-events", by_zone["search"]["query"])} == {
+            "cn-hangzhou-h ecs.c7.xlarge": 2, "cn-hangzhou-i ecs.c7.xlarge": 1, "zone-unknown ecs.c7.xlarge": 1}
+        assert run(conn, "ecs-events", by_cause["search"]["query"]) == [
+            {"day_start": "2026-03-05", "spot_reclaim": 1, "system": 0, "billing_lock": 0, "expired": 0,
+             "user_or_api": 1, "other": 1}]
+
+
+def test_a_tie_in_event_time_is_broken_by_the_lifecycle_rank_in_every_last_state_query():
+    """Rows are received (stored) in the order listed; the rank, not the receipt, decides a tie."""
+    stopped, reversed_stop, released = "i-bp1tie0000000000001", "i-bp1tie0000000000002", "i-bp1tie0000000000003"
+    stop_at = T0 + 60_000
+    rows = [state_change("a1", stopped, "Running", T0),
+            state_change("a2", stopped, "Stopping", stop_at),
+            state_change("a3", stopped, "Stopped", stop_at, stop_cause="system"),
+            state_change("b1", reversed_stop, "Running", T0),
+            state_change("b2", reversed_stop, "Stopped", stop_at, stop_cause="user-or-api"),
+            state_change("b3", reversed_stop, "Stopping", stop_at),
+            state_change("c1", released, "Running", T0),
+            state_change("c2", released, "Stopped", stop_at, stop_cause="user-or-api"),
+            state_change("c3", released, "Deleted", stop_at, stop_cause="user-or-api")]
+    last_state_queries = [q for q in shipped_queries() if "max_by(state," in q[2]]
+    assert {where.split(":")[0] for where, _, _ in last_state_queries} == {
+        "stopped-not-restarted.json", "shipper-stopped-not-running.json"}
+    timeline = json.loads((CONTENT / "savedsearches" / "instance-lifecycle.json").read_text())["searchQuery"]
+    with local_store({events.EVENTS_TABLE: rows}) as conn:
+        for where, logstore, query in last_state_queries:
+            found = run(conn, logstore, query)
+            assert sorted(row["instance_id"] for row in found) == [stopped, reversed_stop], where
+            if "cause" in found[0]:  # the stop cause follows the same row as the state
+                assert {row["instance_id"]: row["cause"] for row in found} == {
+                    stopped: "system", reversed_stop: "user-or-api"}, where
+        for instance_id in (stopped, reversed_stop):
+            query = timeline.replace("i-bp1f3kq7z2m9w4x6c8v0", instance_id)
+            assert [row["state"] for row in run(conn, "ecs-events", query)] == ["Running", "Stopping", "Stopped"]
+
+
+def test_a_last_state_without_the_lifecycle_tie_break_is_refused(content):
+    path = content / "alerts" / "shipper-stopped-not-running.json"
+    edit(path, lambda b: b["configuration"]["queryList"][0].update(
+        query=b["configuration"]["queryList"][0]["query"].replace(LAST_STATE_KEY, "__time__")))
+    assert reasons_for(validate(content), path.name) == [
+        f"queryList[0]: max_by(state, …) must break ties in event time by the lifecycle rank: "
+        f"use max_by(state, {LAST_STATE_KEY})"] * 2
+
+
 # One firing of shipper-stopped-not-running as SLS hands it to the template ("Variables in new alert templates"):
 # fire_results are the query rows with every value a string; names and annotations may hold quotes.
 SLS_ALERT = {
@@ -175,10 +287,11 @@ def test_a_broken_query_is_reported_with_its_file(content):
 
 def test_an_unknown_field_is_reported(content):
     def use_zone(body):
-        body["charts"][2]["search"]["query"] = "__topic__: interruption | select zone_id, count(*) as n group by 1"
+        body["charts"][2]["search"]["query"] = \
+            "__topic__: interruption | select availability_zone, count(*) as n group by 1"
     edit(content / "dashboards" / "lifecycle.json", use_zone)
     assert reasons_for(validate(content), "lifecycle.json") == [
-        "charts[2] (spot-interruptions-by-region-type): field 'zone_id' is not a field of ecs-events"]
+        "charts[2] (spot-interruptions-by-zone-type): field 'availability_zone' is not a field of ecs-events"]
 
 
 def test_a_field_used_in_sql_without_doc_value_is_reported_where_used(content):
@@ -260,8 +373,8 @@ def make_legacy(root: Path) -> None:
             "date_format(date_trunc('hour', from_unixtime(__time__)), '%Y-%m-%d %H:%i')",
             "date_trunc('hour', __time__)")
         spot = body["charts"][2]["search"]
-        spot["query"] = spot["query"].replace("concat(region_id, ' ', instance_type)",
-                                              "region_id || ' ' || instance_type")
+        zone_type = "concat(coalesce(nullif(zone_id, ''), 'zone-unknown'), ' ', instance_type)"
+        spot["query"] = spot["query"].replace(zone_type, "zone_id || ' ' || instance_type")
     edit(root / "dashboards" / "lifecycle.json", dashboard)
     for path in (root / "alerts" / "resources" / ACTION_POLICY).glob("*.json"):
         def policy(body):
@@ -288,10 +401,10 @@ def test_validate_refuses_the_legacy_content_one_line_per_problem(legacy):
         by_file.setdefault(Path(p.file).name, []).append(p.reason)
     assert set(by_file) == {"lifecycle.json", "shipper-notify.json", "shipper-restart.json", "shipper-hook-json.json"}
     dashboard = by_file["lifecycle.json"]
-    assert sum(r.startswith("charts[") and ".title " in r and "is the chart's id" in r for r in dashboard) == 8
+    assert sum(r.startswith("charts[") and ".title " in r and "is the chart's id" in r for r in dashboard) == 9
     assert "charts[0].display.xAxis 'hour_start' is date_trunc(unit, __time__), which SLS gives as unix seconds: " \
            "use date_format(date_trunc(unit, from_unixtime(__time__)), '%Y-%m-%d %H:%i')" in dashboard
-    assert "charts[2] (Spot interruptions by region and instance type (zone is not in the events)): " \
+    assert "charts[2] (Spot interruptions by zone and instance type): " \
            "`||` is not an SLS SQL operator: use concat(a, b)" in dashboard
     restart = by_file["shipper-restart.json"]
     assert [r for r in restart if "missing" in r] == [
