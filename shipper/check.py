@@ -10,7 +10,7 @@ def check(config: Config) -> list[Finding]:
     findings = [Finding("ok", f"config {config.path}: valid")]
     for source in config.sources:
         findings += _component_findings(source, config)
-    if config.enabled_hooks():
+    if _openapi_users(config):
         findings.append(_check_openapi(config))
     for sink in config.sinks:
         findings += _component_findings(sink, config)
@@ -22,25 +22,61 @@ def _component_findings(settings, config: Config) -> list[Finding]:
     return component.check(settings, config) if component.check else []
 
 
-def _check_openapi(config: Config) -> Finding:
-    from shipper.cloud import CloudError, MissingCredentials, credentials_for
-    from shipper.cloud.openapi import OpenApi
+def _openapi_users(config: Config) -> str:
+    """Who calls the OpenAPI, for the findings: "hooks (restart LIVE)", "inventory", both, or ""."""
+    users = []
+    if config.enabled_hooks():
+        modes = ", ".join(f"{name} {'dry-run' if hook.dry_run else 'LIVE'}"
+                          for name, hook in config.hooks.items() if hook.enabled)
+        users.append(f"hooks ({modes})")
+    if config.inventory.enabled:
+        users.append("inventory")
+    return " and ".join(users)
 
+
+def _check_openapi(config: Config) -> Finding:
+    """One signed DescribeInstances per region the hooks and the inventory read (for "all", DescribeRegions
+    first)."""
+    from shipper.cloud import CloudError, MissingCredentials, credentials_for
+    from shipper.cloud.openapi import ALL_REGIONS, OpenApi
+
+    users = _openapi_users(config)
+    who = "hooks" if config.enabled_hooks() else "inventory"
     try:
-        credentials = credentials_for("hooks")
-        count = OpenApi(config.openapi, credentials).count_instances()
+        credentials = credentials_for(who)
     except MissingCredentials as e:
         return Finding("FAIL", str(e))
+    api = OpenApi(config.openapi, credentials)
+    key = credentials.access_key_id
+    try:
+        regions = api.regions()
     except CloudError as e:
-        return Finding("FAIL", f"hooks: ECS in {config.openapi.region} refused DescribeInstances for access key "
-                               f"{credentials.access_key_id} ({e.code}); check [openapi] and the key's ECS permissions")
-    modes = ", ".join(f"{name} {'dry-run' if hook.dry_run else 'LIVE'}"
-                      for name, hook in config.hooks.items() if hook.enabled)
-    return Finding("ok", f"hooks ({modes}): ECS in {config.openapi.region} reachable as "
-                         f"{credentials.access_key_id} ({count} instances)")
+        return Finding("FAIL", f"{who}: ECS refused DescribeRegions for access key {key} ({e.code}); "
+                               "check the key's ecs:DescribeRegions permission, or list [openapi] regions")
+    count = 0
+    for region in regions:
+        try:
+            count += api.count_instances(region)
+        except CloudError as e:
+            if e.code == "InvalidRegionId.NotFound":
+                return Finding("FAIL", f"{who}: [openapi] regions: {region!r} is not an ECS region; "
+                                       'fix the name or use ["all"]')
+            return Finding("FAIL", f"{who}: ECS in {region} refused DescribeInstances for access key {key} "
+                                   f"({e.code}); check [openapi] and the key's ECS permissions")
+    where = f"all {len(regions)} regions" if config.openapi.regions == (ALL_REGIONS,) else ", ".join(regions)
+    return Finding("ok", f"{users}: ECS in {where} reachable as {key} ({count} instances)")
+
+
+INVENTORY_PERMISSIONS = ("ecs:DescribeInstances",)
+ALL_REGIONS_PERMISSION = "ecs:DescribeRegions"  # [openapi] regions = ["all"]: the list comes from ECS
 
 
 def required_permissions(config: Config) -> list[str]:
-    """The RAM actions the configured sources, sinks and enabled hooks call, sorted, each once."""
+    """The RAM actions the configured sources, sinks, enabled hooks and the inventory call, sorted, each once."""
     configured = [*config.sources, *config.sinks, *config.enabled_hooks()]
-    return sorted({action for settings in configured for action in registry.for_settings(settings).permissions})
+    actions = {action for settings in configured for action in registry.for_settings(settings).permissions}
+    if config.inventory.enabled:
+        actions.update(INVENTORY_PERMISSIONS)
+    if _openapi_users(config) and config.openapi.regions == ("all",):
+        actions.add(ALL_REGIONS_PERMISSION)
+    return sorted(actions)

@@ -8,6 +8,10 @@ Why it is built the way it is (reference/openapi.md):
   Throttling.User/Api), sleeps with an uninjectable time.sleep and would multiply with our own retries
   (§6); one bounded policy here retries throttling, busy and 5xx answers on every action;
 - explicit connect/read timeouts instead of the SDK's per-API table (StartInstance would wait 46 s);
+- every call names its region: the endpoint is the region's (unless an `*_endpoint` override points
+  elsewhere) and `RegionId` is a query parameter of the request, which the SDK then sends instead of the
+  client's own region (RpcRequest.get_url fills RegionId only when the request has none); an empty
+  region means the first configured one;
 - the SDK's own logger is silenced: it logs every failure at ERROR and, at DEBUG, the request parameters,
   which carry the STS SecurityToken (§5). Errors surface as CloudError (NotFound for a missing instance,
   load balancer, group or member) with the secret and token redacted, never chained to the SDK's exception.
@@ -17,10 +21,11 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 from aliyunsdkcore.auth.credentials import StsTokenCredential
@@ -49,6 +54,12 @@ CLB_SERVERS_PER_CALL = 20           # documented limit of BackendServers per CLB
 SERVER_GROUP_REMOVALS_PER_CALL = 200
 SERVER_GROUP_UPDATES_PER_CALL = 40
 ECS_IDS_PER_CALL = 100              # DescribeInstances InstanceIds
+ECS_PAGE_SIZE = 100                 # DescribeInstances MaxResults: at most 100 (actiontrail.md §2.2)
+ALL_REGIONS = "all"                 # `[openapi] regions = ["all"]`: every region DescribeRegions answers
+HOME_REGION = "cn-hangzhou"         # where DescribeRegions is asked when no region is configured
+# The public endpoints; `{region}` is the call's region (openapi.md, the table at the top).
+PUBLIC_ENDPOINTS = {ECS: "ecs.{region}.aliyuncs.com", SLB: "slb.aliyuncs.com", ALB: "alb.{region}.aliyuncs.com",
+                    NLB: "nlb.{region}.aliyuncs.com"}
 
 RETRYABLE_CODES = frozenset({
     "Throttling", "Throttling.User", "Throttling.Api", "ServiceUnavailable", "InternalError", "UnknownError",
@@ -89,115 +100,165 @@ class OpenApi:
         self._on_instance = on_instance
         self._random = random.Random()
         self._secrets = tuple(s for s in (credentials.access_key_secret, credentials.security_token) if s)
+        self._configured = list(settings.regions)
+        self._all_regions: list[str] | None = None
+        self._regions_lock = threading.Lock()
+        # the client's own region (the SDK checks it is well formed) and where DescribeRegions is asked
+        self._home = HOME_REGION if self._configured == [ALL_REGIONS] else self._configured[0]
         timeouts = {"connect_timeout": min(CONNECT_TIMEOUT_SECONDS, settings.timeout_seconds),
                      "timeout": settings.timeout_seconds}
         no_proxy = {"http": None, "https": None}
         if credentials.security_token:
             sts = StsTokenCredential(credentials.access_key_id, credentials.access_key_secret,
                                      credentials.security_token)
-            self._client = AcsClient(region_id=settings.region, credential=sts, auto_retry=False,
-                                     proxy=no_proxy, **timeouts)
+            self._client = AcsClient(region_id=self._home, credential=sts, auto_retry=False, proxy=no_proxy,
+                                     **timeouts)
         else:
-            self._client = AcsClient(credentials.access_key_id, credentials.access_key_secret, settings.region,
+            self._client = AcsClient(credentials.access_key_id, credentials.access_key_secret, self._home,
                                      auto_retry=False, proxy=no_proxy, **timeouts)
-        region = settings.region
-        self._endpoints = {
-            ECS: endpoint_url(settings.ecs_endpoint or f"ecs.{region}.aliyuncs.com"),
-            SLB: endpoint_url(settings.slb_endpoint or "slb.aliyuncs.com"),
-            ALB: endpoint_url(settings.alb_endpoint or f"alb.{region}.aliyuncs.com"),
-            NLB: endpoint_url(settings.nlb_endpoint or f"nlb.{region}.aliyuncs.com"),
-        }
+        overrides = {ECS: settings.ecs_endpoint, SLB: settings.slb_endpoint, ALB: settings.alb_endpoint,
+                     NLB: settings.nlb_endpoint}
+        self._endpoints = {product: endpoint_url(overrides[product] or PUBLIC_ENDPOINTS[product])
+                           for product in PUBLIC_ENDPOINTS}
+
+    # ---- regions ------------------------------------------------------------------------------------
+
+    def regions(self) -> list[str]:
+        """The configured regions; for "all", DescribeRegions' answer, asked once for the process."""
+        if self._configured != [ALL_REGIONS]:
+            return list(self._configured)
+        with self._regions_lock:
+            if self._all_regions is None:
+                self._all_regions = self.describe_regions()
+            return list(self._all_regions)
+
+    def describe_regions(self) -> list[str]:
+        """Every ECS region the account can use (actiontrail.md §3), sold-out ones included: they still
+        hold instances."""
+        body = self._call(ECS, "DescribeRegions", {}, self._home)
+        regions = [r["RegionId"] for r in _listed(body, "Regions", "Region")]
+        if not regions:
+            raise CloudError(_service(ECS), "NoRegion", "DescribeRegions answered no region", retryable=False,
+                             fatal=False)
+        return regions
+
+    def _region(self, region_id: str) -> str:
+        """The region a call goes to: the instance's, else the first configured one."""
+        return region_id or self.regions()[0]
 
     # ---- ECS ----------------------------------------------------------------------------------------
 
-    def describe_instances(self, instance_ids: list[str]) -> dict[str, Instance]:
-        """The instances that exist among `instance_ids` (released ones are simply absent)."""
+    def list_instances(self, region_id: str) -> Iterator[Instance]:
+        """Every instance of the region, a page of ECS_PAGE_SIZE at a time until NextToken is empty."""
+        token = ""
+        while True:
+            params = {"MaxResults": str(ECS_PAGE_SIZE)}
+            if token:
+                params["NextToken"] = token
+            body = self._call(ECS, "DescribeInstances", params, region_id)
+            for raw in _listed(body, "Instances", "Instance"):
+                instance = _instance(raw)
+                self._on_instance(instance)
+                yield instance
+            token = body.get("NextToken") or ""
+            if not token:
+                return
+
+    def describe_instances(self, instance_ids: list[str], region_id: str) -> dict[str, Instance]:
+        """The instances that exist among `instance_ids` in the region (released ones are simply absent,
+        and so are those of another region)."""
         found: dict[str, Instance] = {}
         for ids in _chunks(instance_ids, ECS_IDS_PER_CALL):
-            body = self._call(ECS, "DescribeInstances", {"InstanceIds": json.dumps(ids), "PageSize": "100"})
+            body = self._call(ECS, "DescribeInstances", {"InstanceIds": json.dumps(ids), "PageSize": "100"},
+                              region_id)
             for raw in _listed(body, "Instances", "Instance"):
                 instance = _instance(raw)
                 found[instance.instance_id] = instance
                 self._on_instance(instance)
         return found
 
-    def count_instances(self) -> int:
+    def count_instances(self, region_id: str) -> int:
         """How many instances the region holds: one cheap signed call (`shipper check` uses it)."""
-        body = self._call(ECS, "DescribeInstances", {"PageSize": "1"})
+        body = self._call(ECS, "DescribeInstances", {"PageSize": "1"}, region_id)
         return int(body.get("TotalCount", 0))
 
-    def describe_instance(self, instance_id: str) -> Instance:
-        instance = self.describe_instances([instance_id]).get(instance_id)
+    def describe_instance(self, instance_id: str, region_id: str) -> Instance:
+        instance = self.describe_instances([instance_id], region_id).get(instance_id)
         if instance is None:
             raise NotFound(_service(ECS), "InvalidInstanceId.NotFound", f"{instance_id} does not exist")
         return instance
 
-    def instance_status(self, instance_id: str) -> str:
-        body = self._call(ECS, "DescribeInstanceStatus", {"InstanceId.1": instance_id})
+    def instance_status(self, instance_id: str, region_id: str) -> str:
+        body = self._call(ECS, "DescribeInstanceStatus", {"InstanceId.1": instance_id}, region_id)
         for item in _listed(body, "InstanceStatuses", "InstanceStatus"):
             if item.get("InstanceId") == instance_id:
                 return item.get("Status", "")
         raise NotFound(_service(ECS), "InvalidInstanceId.NotFound", f"{instance_id} does not exist")
 
-    def start_instance(self, instance_id: str) -> None:
-        self._call(ECS, "StartInstance", {"InstanceId": instance_id})
+    def start_instance(self, instance_id: str, region_id: str) -> None:
+        self._call(ECS, "StartInstance", {"InstanceId": instance_id}, region_id)
 
     # ---- CLB (SLB) ----------------------------------------------------------------------------------
 
-    def load_balancers(self) -> list[str]:
+    def load_balancers(self, region_id: str) -> list[str]:
         """Ids of every CLB in the region."""
         ids: list[str] = []
         page = 1
         while True:
-            body = self._call(SLB, "DescribeLoadBalancers", {"PageNumber": str(page), "PageSize": "100"})
+            body = self._call(SLB, "DescribeLoadBalancers", {"PageNumber": str(page), "PageSize": "100"}, region_id)
             batch = [lb["LoadBalancerId"] for lb in _listed(body, "LoadBalancers", "LoadBalancer")]
             ids += batch
             if not batch or len(ids) >= int(body.get("TotalCount", 0)):
                 return ids
             page += 1
 
-    def default_backends(self, load_balancer_id: str) -> list[Backend]:
-        body = self._call(SLB, "DescribeLoadBalancerAttribute", {"LoadBalancerId": load_balancer_id})
+    def default_backends(self, load_balancer_id: str, region_id: str) -> list[Backend]:
+        body = self._call(SLB, "DescribeLoadBalancerAttribute", {"LoadBalancerId": load_balancer_id}, region_id)
         return [_clb_backend(b) for b in _listed(body, "BackendServers", "BackendServer")]
 
-    def vserver_groups(self, load_balancer_id: str) -> list[str]:
-        body = self._call(SLB, "DescribeVServerGroups", {"LoadBalancerId": load_balancer_id})
+    def vserver_groups(self, load_balancer_id: str, region_id: str) -> list[str]:
+        body = self._call(SLB, "DescribeVServerGroups", {"LoadBalancerId": load_balancer_id}, region_id)
         return [g["VServerGroupId"] for g in _listed(body, "VServerGroups", "VServerGroup")]
 
-    def vserver_group_backends(self, group_id: str) -> list[Backend]:
-        body = self._call(SLB, "DescribeVServerGroupAttribute", {"VServerGroupId": group_id})
+    def vserver_group_backends(self, group_id: str, region_id: str) -> list[Backend]:
+        body = self._call(SLB, "DescribeVServerGroupAttribute", {"VServerGroupId": group_id}, region_id)
         return [_clb_backend(b) for b in _listed(body, "BackendServers", "BackendServer")]
 
     # The mutating calls below take `retry=False` from a caller that retries on its own schedule (lb_drain
     # merges a busy group's retry with the members queued meanwhile instead of sleeping on a thread).
 
-    def set_vserver_group_weights(self, group_id: str, backends: list[Backend], *, retry: bool = True) -> None:
+    def set_vserver_group_weights(self, group_id: str, backends: list[Backend], region_id: str, *,
+                                  retry: bool = True) -> None:
         """Change the weight of existing members (identified by ServerId + Port) to their `weight`."""
         for chunk in _chunks(backends, CLB_SERVERS_PER_CALL):
             self._call(SLB, "SetVServerGroupAttribute",
-                       {"VServerGroupId": group_id, "BackendServers": _clb_servers(chunk, with_port=True)}, retry)
+                       {"VServerGroupId": group_id, "BackendServers": _clb_servers(chunk, with_port=True)},
+                       region_id, retry)
 
-    def remove_vserver_group_backends(self, group_id: str, backends: list[Backend], *, retry: bool = True) -> None:
+    def remove_vserver_group_backends(self, group_id: str, backends: list[Backend], region_id: str, *,
+                                      retry: bool = True) -> None:
         for chunk in _chunks(backends, CLB_SERVERS_PER_CALL):
             self._call(SLB, "RemoveVServerGroupBackendServers",
-                       {"VServerGroupId": group_id, "BackendServers": _clb_servers(chunk, with_port=True)}, retry)
+                       {"VServerGroupId": group_id, "BackendServers": _clb_servers(chunk, with_port=True)},
+                       region_id, retry)
 
-    def set_default_backend_weights(self, load_balancer_id: str, backends: list[Backend], *,
+    def set_default_backend_weights(self, load_balancer_id: str, backends: list[Backend], region_id: str, *,
                                     retry: bool = True) -> None:
         for chunk in _chunks(backends, CLB_SERVERS_PER_CALL):
             self._call(SLB, "SetBackendServers",
                        {"LoadBalancerId": load_balancer_id, "BackendServers": _clb_servers(chunk, with_port=False)},
-                       retry)
+                       region_id, retry)
 
-    def remove_default_backends(self, load_balancer_id: str, backends: list[Backend], *, retry: bool = True) -> None:
+    def remove_default_backends(self, load_balancer_id: str, backends: list[Backend], region_id: str, *,
+                                retry: bool = True) -> None:
         for chunk in _chunks(backends, CLB_SERVERS_PER_CALL):
             self._call(SLB, "RemoveBackendServers",
                        {"LoadBalancerId": load_balancer_id, "BackendServers": _clb_servers(chunk, with_port=False)},
-                       retry)
+                       region_id, retry)
 
     # ---- ALB / NLB ----------------------------------------------------------------------------------
 
-    def server_group_servers(self, product: str, server_id: str = "") -> list[tuple[str, Backend]]:
+    def server_group_servers(self, product: str, region_id: str, server_id: str = "") -> list[tuple[str, Backend]]:
         """(ServerGroupId, member) for every member of every ALB or NLB server group of the region,
         or only the memberships of `server_id`."""
         found: list[tuple[str, Backend]] = []
@@ -208,7 +269,7 @@ class OpenApi:
                 params["ServerIds.1"] = server_id
             if token:
                 params["NextToken"] = token
-            body = self._call(product, "ListServerGroupServers", params)
+            body = self._call(product, "ListServerGroupServers", params, region_id)
             for s in body.get("Servers") or []:
                 found.append((s["ServerGroupId"], Backend(
                     server_id=s["ServerId"], port=int(s.get("Port") or 0), weight=int(s.get("Weight") or 0),
@@ -217,33 +278,35 @@ class OpenApi:
             if not token:
                 return found
 
-    def set_server_group_weights(self, product: str, group_id: str, backends: list[Backend], *,
+    def set_server_group_weights(self, product: str, group_id: str, backends: list[Backend], region_id: str, *,
                                  retry: bool = True) -> None:
         for chunk in _chunks(backends, SERVER_GROUP_UPDATES_PER_CALL):
             params = {"ServerGroupId": group_id, "ClientToken": str(uuid.uuid4())}
             for n, b in enumerate(chunk, 1):
                 params.update(_group_server(n, b))
                 params[f"Servers.{n}.Weight"] = str(b.weight)
-            self._call(product, "UpdateServerGroupServersAttribute", params, retry)
+            self._call(product, "UpdateServerGroupServersAttribute", params, region_id, retry)
 
-    def remove_server_group_servers(self, product: str, group_id: str, backends: list[Backend], *,
+    def remove_server_group_servers(self, product: str, group_id: str, backends: list[Backend], region_id: str, *,
                                     retry: bool = True) -> None:
         for chunk in _chunks(backends, SERVER_GROUP_REMOVALS_PER_CALL):
             params = {"ServerGroupId": group_id, "ClientToken": str(uuid.uuid4())}
             for n, b in enumerate(chunk, 1):
                 params.update(_group_server(n, b))
-            self._call(product, "RemoveServersFromServerGroup", params, retry)
+            self._call(product, "RemoveServersFromServerGroup", params, region_id, retry)
 
     # ---- the one place requests are made ------------------------------------------------------------
 
-    def _call(self, product: str, action: str, params: dict[str, str], retry: bool = True) -> dict:
-        """One action, retried on throttling / busy / 5xx with jittered exponential backoff (unless not `retry`:
-        then the first CloudError is raised, `retryable` telling the caller whether to try again)."""
+    def _call(self, product: str, action: str, params: dict[str, str], region_id: str, retry: bool = True) -> dict:
+        """One action in a region, retried on throttling / busy / 5xx with jittered exponential backoff (unless
+        not `retry`: then the first CloudError is raised, `retryable` telling the caller whether to try again)."""
+        region = self._region(region_id)
+        domain = self._endpoints[product].format(region=region)
         attempt = 1
         while True:
-            request = CommonRequest(domain=self._endpoints[product], version=VERSIONS[product],
-                                    action_name=action, product=product)
+            request = CommonRequest(domain=domain, version=VERSIONS[product], action_name=action, product=product)
             request.set_method("POST")
+            request.add_query_param("RegionId", region)
             for key, value in params.items():
                 request.add_query_param(key, value)
             try:
@@ -305,7 +368,8 @@ def _instance(raw: dict) -> Instance:
     public = _listed(raw, "PublicIpAddress", "IpAddress") + [
         ip for ip in [(raw.get("EipAddress") or {}).get("IpAddress", "")] if ip]
     return Instance(
-        instance_id=raw["InstanceId"], status=raw.get("Status", ""), tags=tags, lock_reasons=locks,
+        instance_id=raw["InstanceId"], region_id=raw.get("RegionId", ""), status=raw.get("Status", ""), tags=tags,
+        lock_reasons=locks,
         spot_strategy=raw.get("SpotStrategy") or "NoSpot", charge_type=raw.get("InstanceChargeType", ""),
         stopped_mode=raw.get("StoppedMode", ""), expired_time=raw.get("ExpiredTime", ""),
         zone_id=raw.get("ZoneId", ""), instance_type=raw.get("InstanceType", ""),

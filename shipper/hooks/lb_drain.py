@@ -36,6 +36,7 @@ from shipper.cloud.openapi import (
     ALB, CLB_SERVERS_PER_CALL, ECS_IDS_PER_CALL, MAX_ATTEMPTS, NLB, SERVER_GROUP_REMOVALS_PER_CALL,
     SERVER_GROUP_UPDATES_PER_CALL, Backend, OpenApi, backoff_seconds,
 )
+from shipper.instances.model import Instance
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +115,16 @@ class Coalescer:
 
 
 class MembershipIndex:
-    """instance id -> memberships over every LB of the region, rebuilt when older than `max_age`.
+    """instance id -> memberships over every LB of one region, rebuilt when older than `max_age`.
 
     Building it lists every CLB and group (expensive), so it is shared; an instance missing from an
     index built before the interruption was issued triggers one rebuild (it may have joined since).
     The load balancers are described in parallel on `pool`."""
 
-    def __init__(self, api: OpenApi, max_age: float, clock: Callable[[], float], pool: ThreadPoolExecutor):
+    def __init__(self, api: OpenApi, region_id: str, max_age: float, clock: Callable[[], float],
+                 pool: ThreadPoolExecutor):
         self._api = api
+        self._region_id = region_id
         self._max_age = max_age
         self._clock = clock
         self._pool = pool
@@ -150,7 +153,7 @@ class MembershipIndex:
         built_at = self._clock()
         discoveries = [partial(self._server_groups, ALB), partial(self._server_groups, NLB)]
         try:
-            discoveries += [partial(self._clb, lb_id) for lb_id in self._api.load_balancers()]
+            discoveries += [partial(self._clb, lb_id) for lb_id in self._api.load_balancers(self._region_id)]
         except CloudError as e:
             errors.append(e.code)
         for future in [self._pool.submit(discover) for discover in discoveries]:
@@ -162,13 +165,15 @@ class MembershipIndex:
         self._index, self._errors, self._built_at = dict(index), list(dict.fromkeys(errors)), built_at
 
     def _clb(self, lb_id: str) -> list[Membership]:
-        found = [Membership(CLB_DEFAULT, lb_id, b) for b in self._api.default_backends(lb_id)]
-        for group_id in self._api.vserver_groups(lb_id):
-            found += [Membership(CLB_VSERVER, group_id, b) for b in self._api.vserver_group_backends(group_id)]
+        api, region = self._api, self._region_id
+        found = [Membership(CLB_DEFAULT, lb_id, b) for b in api.default_backends(lb_id, region)]
+        for group_id in api.vserver_groups(lb_id, region):
+            found += [Membership(CLB_VSERVER, group_id, b) for b in api.vserver_group_backends(group_id, region)]
         return found
 
     def _server_groups(self, product: str) -> list[Membership]:
-        return [Membership(product.lower(), group_id, b) for group_id, b in self._api.server_group_servers(product)]
+        return [Membership(product.lower(), group_id, b)
+                for group_id, b in self._api.server_group_servers(product, self._region_id)]
 
 
 @dataclasses.dataclass
@@ -316,10 +321,9 @@ class LbDrainHook:
         self._sleep = sleep
         self._recent_events = recent_events or (lambda instance_id: ())
         self._pool = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="shipper-lb-drain")
-        self._index = MembershipIndex(api, settings.discovery_cache_seconds, clock, self._pool)
-        # late-bound: a hook built without an api still answers wants()
-        self._instances = Coalescer(lambda ids: self._api.describe_instances(ids), ECS_IDS_PER_CALL)
-        self._memberships = Coalescer(self._index.lookup_many)
+        self._instances = Coalescer(self._describe, ECS_IDS_PER_CALL)   # keys: (region, instance id)
+        self._regions: dict[str, tuple[MembershipIndex, Coalescer]] = {}
+        self._regions_lock = threading.Lock()
         self._group_calls = GroupCalls(self._pool)
 
     def wants(self, event: dict) -> bool:
@@ -336,38 +340,57 @@ class LbDrainHook:
     def decide(self, event: dict, trigger: str) -> dict | Act:
         """Decide on this thread; the Act's removals are handed over and their outcome record is emitted
         from the thread that settles the last of them."""
-        instance_id = event.get("instance_id", "")
+        instance_id, region = event.get("instance_id", ""), event.get("region_id", "")
         record = partial(action_record, hook=self.name, trigger=trigger, event=event)
         skip, deadline = self._admit(event, trigger)
         if skip:
             return record(decision=SKIPPED, **skip)
-        memberships, errors = self._memberships.get((instance_id, _event_seconds(event)))
+        index, memberships_of = self._regional(region)
+        memberships, errors = memberships_of.get((instance_id, _event_seconds(event)))
         detail = {"memberships": [m.as_detail() for m in memberships]}
         record = partial(record, detail=detail_json(detail))
         if not memberships:
             return record(decision=SKIPPED, reason="no-memberships", error_code=",".join(errors),
                           seconds_before_reclaim=deadline - self._clock())
         return Act(dry_run=record(decision=DRY_RUN, seconds_before_reclaim=deadline - self._clock()),
-                   act=partial(self._take_out, instance_id, memberships, errors, detail, record, deadline))
+                   act=partial(self._take_out, instance_id, region, index, memberships, errors, detail, record,
+                               deadline))
 
-    def _take_out(self, instance_id: str, memberships: list, errors: list[str], detail: dict,
-                  record: Callable[..., dict], deadline: float, emit: Emit) -> None:
+    def _regional(self, region: str) -> tuple[MembershipIndex, Coalescer]:
+        """The region's membership index and the coalescer of its lookups (one rebuild serves a wave)."""
+        with self._regions_lock:
+            if region not in self._regions:
+                index = MembershipIndex(self._api, region, self._settings.discovery_cache_seconds, self._clock,
+                                        self._pool)
+                self._regions[region] = (index, Coalescer(index.lookup_many))
+            return self._regions[region]
+
+    def _describe(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Instance]:
+        """The shared DescribeInstances re-read of (region, instance id) keys: one call per region."""
+        by_region: dict[str, list[str]] = defaultdict(list)
+        for region, instance_id in keys:
+            by_region[region].append(instance_id)
+        return {(region, i): instance for region, ids in by_region.items()
+                for i, instance in self._api.describe_instances(ids, region).items()}
+
+    def _take_out(self, instance_id: str, region: str, index: MembershipIndex, memberships: list,
+                  errors: list[str], detail: dict, record: Callable[..., dict], deadline: float, emit: Emit) -> None:
         """Weight 0 and wait (drain_seconds), then remove from every group; decision first, outcome last."""
         decision = record(decision=ACTED, outcome=PENDING, seconds_before_reclaim=deadline - self._clock())
         emit(decision)
         groups = _by_group(memberships)
         if self._settings.drain_seconds > 0 and self._drain_wait(deadline) > 0:
-            errors += self._drain(groups, deadline)
+            errors += self._drain(groups, region, deadline)
 
         def finished(removed: int, removal_errors: list[str]) -> None:
             if removed == len(memberships):
-                self._index.forget(instance_id)
+                index.forget(instance_id)
             emit(record(decision=ACTED, outcome=SUCCEEDED if removed == len(memberships) else FAILED,
                         error_code=",".join(dict.fromkeys(errors + removal_errors)), finished=True,
                         detail=detail_json(detail | {"removed": removed, "total": len(memberships)}),
                         decided_time=decision["decided_time"], seconds_before_reclaim=deadline - self._clock()))
 
-        self._change(groups, "remove", _Tally(len(memberships), finished).settle)
+        self._change(groups, region, "remove", _Tally(len(memberships), finished).settle)
 
     def _admit(self, event: dict, trigger: str) -> tuple[dict, float]:
         """(skip record fields, {} to go on; the reclaim deadline). The instance is re-read (shared
@@ -381,7 +404,7 @@ class LbDrainHook:
         if notice and deadline <= self._clock():
             return {"reason": "deadline-passed", "seconds_before_reclaim": deadline - self._clock()}, deadline
         try:
-            instance = self._instances.get(instance_id)
+            instance = self._instances.get((event.get("region_id", ""), instance_id))
         except CloudError as e:
             return {"reason": "describe-failed", "error_code": e.code}, deadline
         if instance is None:
@@ -394,7 +417,7 @@ class LbDrainHook:
             return {"reason": "not-opted-in"}, deadline
         return {}, deadline
 
-    def _drain(self, groups: dict[tuple[str, str], list[Backend]], deadline: float) -> list[str]:
+    def _drain(self, groups: dict[tuple[str, str], list[Backend]], region: str, deadline: float) -> list[str]:
         """Weight 0 everywhere, then wait while the deadline allows; the error codes of failed calls."""
         settled = threading.Event()
         codes: list[str] = []
@@ -404,33 +427,34 @@ class LbDrainHook:
             settled.set()
 
         drained = {group: [dataclasses.replace(b, weight=0) for b in backends] for group, backends in groups.items()}
-        self._change(drained, "weight", _Tally(sum(map(len, groups.values())), done).settle)
+        self._change(drained, region, "weight", _Tally(sum(map(len, groups.values())), done).settle)
         settled.wait()
         wait = self._drain_wait(deadline)
         if wait > 0:
             self._sleep(wait)
         return codes
 
-    def _change(self, groups: dict[tuple[str, str], list[Backend]], op: str, settle: Callable[[str], None]) -> None:
+    def _change(self, groups: dict[tuple[str, str], list[Backend]], region: str, op: str,
+                settle: Callable[[str], None]) -> None:
         for (kind, group_id), backends in groups.items():
-            call, limit = self._call(op, kind, group_id)
+            call, limit = self._call(op, kind, group_id, region)
             locking = kind not in (CLB_VSERVER, CLB_DEFAULT)
-            self._group_calls.submit((op, kind, group_id), call, limit, locking, backends, settle)
+            self._group_calls.submit((op, kind, group_id, region), call, limit, locking, backends, settle)
 
-    def _call(self, op: str, kind: str, group_id: str) -> tuple[Callable[[list[Backend]], None], int]:
-        """The API call that applies `op` to a group of `kind`, and its per-call member limit."""
+    def _call(self, op: str, kind: str, group_id: str, region: str) -> tuple[Callable[[list[Backend]], None], int]:
+        """The API call that applies `op` to a group of `kind` in `region`, and its per-call member limit."""
         api = self._api
         if kind == CLB_VSERVER:
             call = api.remove_vserver_group_backends if op == "remove" else api.set_vserver_group_weights
-            return partial(call, group_id, retry=False), CLB_SERVERS_PER_CALL
-        if kind == CLB_DEFAULT:
+            limit = CLB_SERVERS_PER_CALL
+        elif kind == CLB_DEFAULT:
             call = api.remove_default_backends if op == "remove" else api.set_default_backend_weights
-            return partial(call, group_id, retry=False), CLB_SERVERS_PER_CALL
-        if op == "remove":
-            return (partial(api.remove_server_group_servers, _product(kind), group_id, retry=False),
-                    SERVER_GROUP_REMOVALS_PER_CALL)
-        return (partial(api.set_server_group_weights, _product(kind), group_id, retry=False),
-                SERVER_GROUP_UPDATES_PER_CALL)
+            limit = CLB_SERVERS_PER_CALL
+        elif op == "remove":
+            call, limit = partial(api.remove_server_group_servers, _product(kind)), SERVER_GROUP_REMOVALS_PER_CALL
+        else:
+            call, limit = partial(api.set_server_group_weights, _product(kind)), SERVER_GROUP_UPDATES_PER_CALL
+        return (lambda backends: call(group_id, backends, region, retry=False)), limit
 
     def _drain_wait(self, deadline: float) -> float:
         return min(self._settings.drain_seconds, deadline - self._settings.safety_margin_seconds - self._clock())

@@ -19,6 +19,7 @@ from shipper.hooks import (
 )
 from shipper.cloud import CloudError, NotFound
 from shipper.cloud.openapi import OpenApi
+from shipper.instances import stop_cause
 from shipper.instances.model import Instance
 from shipper.times import format_time_ms
 
@@ -80,13 +81,13 @@ class RestartHook:
             return record(decision=SKIPPED, reason="masked-id")
         history = list(self._recent_events(instance_id))
         try:
-            instance = self._api.describe_instance(instance_id)
+            instance = self._api.describe_instance(instance_id, event.get("region_id", ""))
         except NotFound:
-            cause = guards.stop_cause(event, None, history, self._clock())
+            cause = stop_cause.classify(event, None, history, self._clock())
             return record(decision=SKIPPED, reason="not-found", stop_cause=cause)
         except CloudError as e:
             return record(decision=SKIPPED, reason="describe-failed", error_code=e.code)
-        record = partial(record, stop_cause=guards.stop_cause(event, instance, history, self._clock()))
+        record = partial(record, stop_cause=stop_cause.classify(event, instance, history, self._clock()))
         detail = {"status": instance.status, "charge": guards.charge_note(instance)}
         reason = self._skip_reason(event, instance, history)
         if reason:
@@ -95,18 +96,18 @@ class RestartHook:
                 detail["quarantined_until"] = format_time_ms(int(until * 1000))
             return record(decision=SKIPPED, reason=reason, detail=detail_json(detail))
         return Act(dry_run=record(decision=DRY_RUN, detail=detail_json(detail)),
-                   act=partial(self._start, instance_id, record, detail))
+                   act=partial(self._start, instance, record, detail))
 
-    def _start(self, instance_id: str, record: Callable[..., dict], detail: dict, emit: Emit) -> None:
-        """StartInstance, then confirm Running: the decision record, then the outcome."""
+    def _start(self, instance: Instance, record: Callable[..., dict], detail: dict, emit: Emit) -> None:
+        """StartInstance, then confirm Running, in the instance's region: the decision record, then the outcome."""
         try:
-            self._api.start_instance(instance_id)
+            self._api.start_instance(instance.instance_id, instance.region_id)
         except CloudError as e:
             emit(record(decision=ACTED, outcome=FAILED, error_code=e.code, finished=True, detail=detail_json(detail)))
             return
         decision = record(decision=ACTED, outcome=PENDING, detail=detail_json(detail))
         emit(decision)
-        outcome, error_code, last_status = self._confirm_running(instance_id)
+        outcome, error_code, last_status = self._confirm_running(instance)
         detail["status"] = last_status
         emit(record(decision=ACTED, outcome=outcome, error_code=error_code, finished=True,
                     decided_time=decision["decided_time"], detail=detail_json(detail)))
@@ -122,17 +123,17 @@ class RestartHook:
             return "already-running"
         if instance.status != "Stopped":
             return "not-stopped"
-        if guards.is_spot_reclaim(instance, guards.recent_events(event, history)):
+        if stop_cause.is_spot_reclaim(instance, stop_cause.recent_events(event, history)):
             return "spot-reclaim"
         return guards.lock_reason(instance) or self._limits.acquire(instance.instance_id)
 
-    def _confirm_running(self, instance_id: str) -> tuple[str, str, str]:
+    def _confirm_running(self, instance: Instance) -> tuple[str, str, str]:
         """(outcome, error code, last status seen) after polling until Running or the confirm timeout."""
         deadline = self._clock() + self._settings.confirm_timeout_seconds
         status, error_code = "", ""
         while True:
             try:
-                status = self._api.instance_status(instance_id)
+                status = self._api.instance_status(instance.instance_id, instance.region_id)
             except CloudError as e:
                 error_code = e.code
             else:

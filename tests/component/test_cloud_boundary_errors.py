@@ -196,13 +196,14 @@ def test_openapi_refused_key_is_fatal_busy_is_retryable_missing_is_not_found():
         settings = OpenApiSettings(ecs_endpoint=api.endpoint, slb_endpoint=api.endpoint, alb_endpoint=api.endpoint,
                                    nlb_endpoint=api.endpoint, timeout_seconds=5.0)
         with pytest.raises(CloudError) as caught:
-            OpenApi(settings, Credentials(KEY_ID, "wrong" + SECRET), sleep=lambda s: None).count_instances()
+            refused = OpenApi(settings, Credentials(KEY_ID, "wrong" + SECRET), sleep=lambda s: None)
+            refused.count_instances("cn-hangzhou")
         assert caught.value.fatal and not caught.value.retryable and caught.value.service == "ecs"
         client = OpenApi(settings, Credentials(KEY_ID, SECRET), sleep=lambda s: None)
         api.fail_next("Throttling", operation="DescribeInstances", times=50)
         with pytest.raises(CloudError) as caught:
-            client.count_instances()
+            client.count_instances("cn-hangzhou")
         assert caught.value.retryable and not caught.value.fatal
         with pytest.raises(NotFound) as caught:
-            client.start_instance("i-bp1nosuch0000000001")
+            client.start_instance("i-bp1nosuch0000000001", "cn-hangzhou")
         assert not caught.value.fatal and caught.value.http_status == 404

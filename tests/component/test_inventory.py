@@ -102,3 +102,21 @@ def test_a_slow_lookup_holds_the_batch_no_longer_than_its_wait_and_fills_later_e
     registry.enrich([second])
     assert second["zone_id"] == sim.zone_id
     lookups.close()
+
+
+def test_check_reaches_ecs_in_every_region_for_the_inventory_and_names_it(emulator, fleet, monkeypatch):
+    from shipper import config
+    from shipper.check import check
+
+    emulator.add_sim_fleet(fleet[:10])
+    cfg = config.from_dict({"sinks": [{"type": "sqlite", "path": ":memory:"}], "inventory": {"enabled": True},
+                            "openapi": {"regions": regions_of(fleet), "ecs_endpoint": emulator.endpoint}})
+    monkeypatch.delenv("ALIBABA_CLOUD_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", raising=False)
+    [missing] = [f for f in check(cfg) if "ECS" in f.text or "ALIBABA" in f.text]
+    assert missing.level == "FAIL" and missing.text.startswith("inventory:")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
+    [reached] = [f for f in check(cfg) if "ECS" in f.text]
+    assert reached.level == "ok" and reached.text.startswith("inventory: ECS in ")
+    assert "(10 instances)" in reached.text

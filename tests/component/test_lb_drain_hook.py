@@ -22,11 +22,11 @@ OTHER = "i-bp1other000000001"
 LIVE = LbDrainHookSettings(enabled=True, dry_run=False, drain_seconds=30.0, safety_margin_seconds=30.0)
 
 
-def interruption(instance_id: str, at: float, reclaim_in: float | None = 300.0) -> dict:
+def interruption(instance_id: str, at: float, reclaim_in: float | None = 300.0, region: str = "") -> dict:
     return events.new_event(
         event_uid=f"notice-{instance_id}-{at}", event_name="Instance:PreemptibleInstanceInterruption",
         category="interruption", instance_id=instance_id, action="delete", event_time_ms=str(int(at * 1000)),
-        not_before="" if reclaim_in is None else format_time_ms(int((at + reclaim_in) * 1000)))
+        not_before="" if reclaim_in is None else format_time_ms(int((at + reclaim_in) * 1000)), region_id=region)
 
 
 def run(hook, event, trigger=INLINE) -> list[dict]:
@@ -100,6 +100,31 @@ def test_interrupted_instance_leaves_every_group_with_its_exact_ports_before_the
     assert emulator.vserver_group_backends("rsp-api") == []
     assert [s["ServerId"] for s in wait_for_alb_job(emulator, "sgp-alb")] == [OTHER]
     assert [b["ServerId"] for b in emulator.backend_servers("lb-web")] == [OTHER]
+
+
+def test_each_instance_is_drained_in_its_own_region(emulator):
+    emulator.add_instance(SPOT, region_id="cn-beijing", spot_strategy="SpotAsPriceGo")
+    emulator.add_instance(OTHER, spot_strategy="SpotAsPriceGo")                   # Hangzhou
+    emulator.add_load_balancer("lb-bj", region_id="cn-beijing")
+    emulator.add_vserver_group("lb-bj", "rsp-bj", backends=[{"ServerId": SPOT, "Port": 80}])
+    emulator.add_server_group("nlb", "sgp-bj", region_id="cn-beijing", servers=[{"ServerId": SPOT, "Port": 53}])
+    emulator.add_load_balancer("lb-hz", backends=[{"ServerId": OTHER}])
+    clock = hook_clock()
+    hook = LbDrainHook(LIVE, openapi(emulator, regions=("cn-hangzhou", "cn-beijing")), clock=clock,
+                       sleep=clock.sleep)
+    assert run(hook, interruption(SPOT, clock.now, region="cn-beijing"))[-1]["outcome"] == SUCCEEDED
+    assert run(hook, interruption(OTHER, clock.now, region="cn-hangzhou"))[-1]["outcome"] == SUCCEEDED
+    regions = {(c.action, c.params.get("VServerGroupId") or c.params.get("LoadBalancerId")
+                or c.params["ServerGroupId"]): c.params["RegionId"] for c in emulator.calls() if not c.code}
+    assert regions == {
+        ("SetVServerGroupAttribute", "rsp-bj"): "cn-beijing",
+        ("RemoveVServerGroupBackendServers", "rsp-bj"): "cn-beijing",
+        ("UpdateServerGroupServersAttribute", "sgp-bj"): "cn-beijing",
+        ("RemoveServersFromServerGroup", "sgp-bj"): "cn-beijing",
+        ("SetBackendServers", "lb-hz"): "cn-hangzhou", ("RemoveBackendServers", "lb-hz"): "cn-hangzhou"}
+    assert emulator.request_counts()["DescribeLoadBalancers"] == 2              # one discovery per region
+    assert emulator.vserver_group_backends("rsp-bj") == [] and emulator.backend_servers("lb-hz") == []
+    assert wait_for_alb_job(emulator, "sgp-bj") == []
 
 
 def test_default_backend_list_and_nlb_without_drain(emulator):

@@ -101,3 +101,12 @@ def test_check_lists_the_ram_actions_of_the_configured_components_only(tmp_path)
     actions = required_permissions(cfg)
     assert "mns:ReceiveMessage" in actions and "ecs:StartInstance" in actions
     assert not [a for a in actions if a.startswith(("slb:", "log:"))]  # lb_drain is off, no sls sink
+
+
+def test_the_inventory_needs_only_read_actions_and_describe_regions_only_for_all_regions():
+    base = {"sinks": [{"type": "sqlite"}], "inventory": {"enabled": True}}
+    assert required_permissions(config.from_dict(base)) == ["ecs:DescribeInstances"]
+    everywhere = config.from_dict(base | {"openapi": {"regions": ["all"]}})
+    assert required_permissions(everywhere) == ["ecs:DescribeInstances", "ecs:DescribeRegions"]
+    assert required_permissions(config.from_dict({"sinks": [{"type": "sqlite"}],
+                                                  "openapi": {"regions": ["all"]}})) == []

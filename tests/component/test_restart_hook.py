@@ -33,16 +33,17 @@ def emulator():
         yield api
 
 
-def openapi(emulator) -> OpenApi:
+def openapi(emulator, regions=("cn-hangzhou",)) -> OpenApi:
     endpoint = emulator.endpoint
-    return OpenApi(OpenApiSettings(ecs_endpoint=endpoint, slb_endpoint=endpoint, alb_endpoint=endpoint,
-                                   nlb_endpoint=endpoint, timeout_seconds=5.0), Credentials(KEY_ID, SECRET))
+    return OpenApi(OpenApiSettings(regions=regions, ecs_endpoint=endpoint, slb_endpoint=endpoint,
+                                   alb_endpoint=endpoint, nlb_endpoint=endpoint, timeout_seconds=5.0),
+                   Credentials(KEY_ID, SECRET))
 
 
-def state_event(instance_id: str, state: str, at: float, uid: str = "") -> dict:
+def state_event(instance_id: str, state: str, at: float, uid: str = "", region: str = "") -> dict:
     return events.new_event(event_uid=uid or f"{instance_id}-{state}-{at}", event_name="Instance:StateChange",
                             category="lifecycle", state=state, state_raw=state, instance_id=instance_id,
-                            event_time_ms=str(int(at * 1000)))
+                            event_time_ms=str(int(at * 1000)), region_id=region)
 
 
 def run(hook, event) -> list[dict]:
@@ -76,11 +77,27 @@ def test_opted_in_stopped_instance_is_started_once_and_confirmed(emulator):
     assert emulator.instance(INSTANCE).status == "Running"
 
 
+def test_the_instance_is_read_started_and_confirmed_in_its_own_region(emulator):
+    emulator.add_instance(INSTANCE, region_id="cn-beijing", status="Stopped", tags=TAG)
+    emulator.add_instance("i-bp1restart00000002", status="Stopped", tags=TAG)     # Hangzhou, the first region
+    clock = hook_clock()
+    hook = RestartHook(LIVE, openapi(emulator, regions=("cn-hangzhou", "cn-shanghai", "cn-beijing")),
+                       clock=clock, sleep=clock.sleep)
+    assert run(hook, state_event(INSTANCE, "Stopped", clock.now - 60, region="cn-beijing"))[-1]["outcome"] == SUCCEEDED
+    [record] = run(hook, state_event(INSTANCE, "Stopped", clock.now - 60, region="cn-shanghai"))
+    assert record["reason"] == "not-found"                                        # not there: nothing started
+    no_region = state_event("i-bp1restart00000002", "Stopped", clock.now - 60)
+    assert run(hook, no_region)[-1]["outcome"] == SUCCEEDED
+    assert [(c.params["InstanceId"], c.params["RegionId"]) for c in emulator.calls("StartInstance")] == [
+        (INSTANCE, "cn-beijing"), ("i-bp1restart00000002", "cn-hangzhou")]
+    assert emulator.instance(INSTANCE).status == "Running"
+
+
 @pytest.mark.parametrize("setup, reason, cause", [
     (dict(status="Stopped"), "not-opted-in", "user-or-api"),
     (dict(status="Stopped", tags={"shipper:auto-restart": "false"}), "not-opted-in", "user-or-api"),
     (dict(status="Stopped", tags=TAG, locks=["financial"]), "locked-financial", "billing-lock"),
-    (dict(status="Stopped", tags=TAG, locks=["security"]), "locked-security", "unknown"),
+    (dict(status="Stopped", tags=TAG, locks=["security"]), "locked-security", "system"),
     (dict(status="Stopped", tags=TAG, spot_strategy="SpotAsPriceGo", locks=["Recycling"]), "spot-reclaim",
      "spot-reclaim"),
     (dict(status="Running", tags=TAG), "already-running", "user-or-api"),
@@ -199,7 +216,7 @@ def test_unknown_and_masked_instances(emulator):
     clock = hook_clock()
     hook = RestartHook(LIVE, openapi(emulator), clock=clock, sleep=clock.sleep)
     [record] = run(hook, state_event("i-bp1released0000001", "Stopped", clock.now - 60))
-    assert (record["reason"], record["stop_cause"]) == ("not-found", "unknown")
+    assert (record["reason"], record["stop_cause"]) == ("not-found", "user-or-api")
     [record] = run(hook, state_event("i-bp1res***001", "Stopped", clock.now - 60))   # an alert may bypass wants()
     assert record["reason"] == "masked-id"
     assert emulator.request_counts() == {"DescribeInstances": 1}

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from tests.emulators.mns import MnsEmulator
-from tests.emulators.openapi import OpenApiEmulator
+from tests.emulators.openapi import REGIONS, OpenApiEmulator
 from tests.waiting import wait_until
 
 KEY_ID, SECRET = "LTAIhooksKEY0003", "hooks-secret-Mn4Bv6Cx8Z"
@@ -21,6 +21,7 @@ OPTED = "i-bp1optedin000000001"
 PLAIN = "i-bp1notopted00000002"
 LOCKED = "i-bp1locked0000000003"
 SPOT = "i-bp1spot00000000004"
+SPOT_REGION = "cn-shanghai"     # not the first region: the drain must act where the instance is
 
 
 def state_change(instance_id: str, state: str, uid: str) -> str:
@@ -31,12 +32,12 @@ def state_change(instance_id: str, state: str, uid: str) -> str:
                        "content": {"resourceId": instance_id, "resourceType": "ALIYUN::ECS::Instance", "state": state}})
 
 
-def interruption(instance_id: str, uid: str) -> str:
+def interruption(instance_id: str, uid: str, region: str) -> str:
     now = time.strftime("%Y%m%dT%H%M%S.000+0000", time.gmtime())
     return json.dumps({"ver": "1.0", "id": uid, "product": "ECS", "level": "WARN",
                        "name": "Instance:PreemptibleInstanceInterruption",
-                       "resourceId": f"acs:ecs:cn-hangzhou:1827364554637281:instance/{instance_id}",
-                       "userId": "1827364554637281", "eventTime": now, "regionId": "cn-hangzhou",
+                       "resourceId": f"acs:ecs:{region}:1827364554637281:instance/{instance_id}",
+                       "userId": "1827364554637281", "eventTime": now, "regionId": region,
                        "content": {"instanceId": instance_id, "action": "delete"}})
 
 
@@ -49,11 +50,12 @@ def world(tmp_path):
         api.add_instance(OPTED, status="Stopped", tags=tag, name="web-1", zone_id="cn-hangzhou-h")
         api.add_instance(PLAIN, status="Stopped")
         api.add_instance(LOCKED, status="Stopped", tags=tag, locks=("financial",))
-        api.add_instance(SPOT, spot_strategy="SpotAsPriceGo", name="spot-1")
-        api.add_load_balancer("lb-web")
+        api.add_instance(SPOT, region_id=SPOT_REGION, spot_strategy="SpotAsPriceGo", name="spot-1")
+        api.add_load_balancer("lb-web", region_id=SPOT_REGION)
         api.add_vserver_group("lb-web", "rsp-80", backends=[{"ServerId": SPOT, "Port": 80, "Weight": 100}])
         api.add_vserver_group("lb-web", "rsp-8080", backends=[{"ServerId": SPOT, "Port": 8080, "Weight": 50}])
-        api.add_server_group("alb", "sgp-443", servers=[{"ServerId": SPOT, "Port": 443, "Weight": 100}])
+        api.add_server_group("alb", "sgp-443", region_id=SPOT_REGION,
+                             servers=[{"ServerId": SPOT, "Port": 443, "Weight": 100}])
         (tmp_path / "config.toml").write_text(f'''
 [shipper]
 data_dir = "./data"
@@ -78,7 +80,7 @@ dry_run = false
 drain_seconds = 1
 safety_margin_seconds = 30
 [openapi]
-region = "cn-hangzhou"
+regions = ["cn-hangzhou", "{SPOT_REGION}"]
 ecs_endpoint = "{api.endpoint}"
 slb_endpoint = "{api.endpoint}"
 alb_endpoint = "{api.endpoint}"
@@ -111,7 +113,7 @@ def test_restart_and_drain_decide_act_record_and_only_then_delete(world):
     mns, api, proc, tmp_path = world
     for n, instance in enumerate((OPTED, PLAIN, LOCKED)):
         mns.send_message(QUEUE, state_change(instance, "Stopped", f"stop-{n}"))
-    mns.send_message(QUEUE, interruption(SPOT, "spot-1"))
+    mns.send_message(QUEUE, interruption(SPOT, "spot-1", SPOT_REGION))
 
     def outcome(hook, instance):
         return [a for a in actions(tmp_path) if a["hook"] == hook and a["instance_id"] == instance and a["finished_time"]]
@@ -131,6 +133,8 @@ def test_restart_and_drain_decide_act_record_and_only_then_delete(world):
                for c in api.calls("RemoveVServerGroupBackendServers")}
     assert removed == {"rsp-80": "80", "rsp-8080": "8080"}
     assert [c.params["Servers.1.Port"] for c in api.calls("RemoveServersFromServerGroup")] == ["443"]
+    assert {c.params["RegionId"] for c in api.calls() if c.action != "StartInstance"} == {SPOT_REGION}
+    assert api.calls("StartInstance")[0].params["RegionId"] == "cn-hangzhou"
 
     # the emulator's own Starting/Running events came back through the queue: they land, and the
     # Running one does not trigger anything
@@ -167,12 +171,23 @@ def test_check_reaches_the_openapi_service_when_hooks_are_on(world):
     env = dict(os.environ, ALIBABA_CLOUD_ACCESS_KEY_ID=KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET=SECRET)
     good = subprocess.run([sys.executable, "-m", "shipper", "check"], cwd=tmp_path, env=env, capture_output=True)
     assert good.returncode == 0, good.stdout
-    assert b"ok   hooks (restart LIVE, lb_drain LIVE): ECS in cn-hangzhou reachable as LTAIhooksKEY0003 (4 instances)" in good.stdout
+    assert (b"ok   hooks (restart LIVE, lb_drain LIVE): ECS in cn-hangzhou, cn-shanghai reachable as LTAIhooksKEY0003 "
+            b"(4 instances)") in good.stdout
     bad = subprocess.run([sys.executable, "-m", "shipper", "check"], cwd=tmp_path,
                          env=dict(env, ALIBABA_CLOUD_ACCESS_KEY_SECRET="wrong-one-123"), capture_output=True)
     assert bad.returncode == 1
     assert b"FAIL hooks: ECS in cn-hangzhou refused DescribeInstances" in bad.stdout
     assert b"wrong-one-123" not in bad.stdout + bad.stderr
+    config = tmp_path / "config.toml"
+    written = config.read_text()
+    config.write_text(written.replace('regions = ["cn-hangzhou", "cn-shanghai"]', 'regions = ["all"]'))
+    every = subprocess.run([sys.executable, "-m", "shipper", "check"], cwd=tmp_path, env=env, capture_output=True)
+    expected = f"ok   hooks (restart LIVE, lb_drain LIVE): ECS in all {len(REGIONS)} regions reachable as"
+    assert expected.encode() in every.stdout
+    config.write_text(written.replace('"cn-shanghai"', '"cn-shanghia"'))
+    typo = subprocess.run([sys.executable, "-m", "shipper", "check"], cwd=tmp_path, env=env, capture_output=True)
+    assert typo.returncode == 1
+    assert b"FAIL hooks: [openapi] regions: 'cn-shanghia' is not an ECS region" in typo.stdout
 
 
 def test_shipper_run_keeps_accepted_alerts_across_a_restart(tmp_path):

@@ -11,7 +11,8 @@ the form `CommonRequest(domain=...)` takes).
         request = CommonRequest(domain=api.endpoint, version="2014-05-26", action_name="StartInstance",
                                 product="Ecs")
 
-Resources live in regions: a request only sees resources of its `RegionId` (the SDK always sends one).
+Resources live in regions: a request only sees resources of its `RegionId` (the SDK always sends one), and
+ECS answers `InvalidRegionId.NotFound` for a region it does not know (REGIONS; DescribeRegions lists them).
 ECS starts and ALB/NLB jobs complete asynchronously after `start_delay` / `job_delay` seconds; with
 `emit_to=(mns_emulator, queue)` every instance state change is also enqueued as a CloudMonitor
 `Instance:StateChange` event (events.md §2, base64 of the compact JSON, as CMS writes to MNS).
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 MAX_CLOCK_SKEW_SECONDS = 15 * 60
 MAX_CLB_BACKENDS_PER_CALL = 20
 MAX_ECS_INSTANCE_IDS = 100
+# DescribeInstances MaxResults: "<10 or unset => 10; >100 => 100" (actiontrail.md §2.2)
+MIN_ECS_MAX_RESULTS, MAX_ECS_MAX_RESULTS = 10, 100
 MAX_SERVER_IDS_FILTER = 40
 
 ECS_VERSION = "2014-05-26"
@@ -70,6 +73,23 @@ MUTATING_ACTIONS = frozenset({
     "RemoveServersFromServerGroup", "UpdateServerGroupServersAttribute",
 })
 
+# The ECS regions (DescribeRegions, actiontrail.md §3): RegionId -> LocalName in zh-CN and en-US. The
+# RegionEndpoint is ecs.<region>.aliyuncs.com (§2.1); every region is `available`.
+REGIONS: dict[str, tuple[str, str]] = {
+    "cn-qingdao": ("华北1（青岛）", "China (Qingdao)"),
+    "cn-beijing": ("华北2（北京）", "China (Beijing)"),
+    "cn-zhangjiakou": ("华北3（张家口）", "China (Zhangjiakou)"),
+    "cn-hangzhou": ("华东1（杭州）", "China (Hangzhou)"),
+    "cn-shanghai": ("华东2（上海）", "China (Shanghai)"),
+    "cn-shenzhen": ("华南1（深圳）", "China (Shenzhen)"),
+    "cn-hongkong": ("中国香港", "China (Hong Kong)"),
+    "ap-southeast-1": ("新加坡", "Singapore"),
+    "us-west-1": ("美国（硅谷）", "US (Silicon Valley)"),
+    "eu-central-1": ("德国（法兰克福）", "Germany (Frankfurt)"),
+}
+ACCEPT_LANGUAGES = ("zh-CN", "en-US", "ja")  # ja: the English names here [inferred: no Japanese names known]
+RESOURCE_TYPES = ("instance", "disk", "reservedinstance", "scu")
+
 INSTANCE_STATUSES = ("Pending", "Starting", "Running", "Stopping", "Stopped")
 LOCK_REASONS = ("financial", "security", "Recycling", "dedicatedhostfinancial", "refunded")
 SPOT_STRATEGIES = ("NoSpot", "SpotAsPriceGo", "SpotWithPriceLimit")
@@ -88,6 +108,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "SignatureNonceUsed": (400, "Specified signature nonce was used already."),
     "InvalidAction.NotFound": (404, "Specified api is not found, please check your url and method."),
     "MissingParameter": (400, "A required parameter is missing."),
+    "InvalidRegionId.NotFound": (404, "The specified RegionId does not exist."),
     "InvalidParameter": (400, "The specified parameter is not valid."),
     "Forbidden.RAM": (403, "User not authorized to operate on the specified resource."),
     "Throttling": (400, "Request was denied due to request throttling."),
@@ -109,6 +130,10 @@ ERRORS: dict[str, tuple[int, str]] = {
     "OperationDenied.NoStock": (400, "Sales of this resource are temporarily suspended in the specified region."),
     "InvalidInstanceIds.Malformed": (400, "The specified parameter InstanceIds is not valid."),
     "InvalidParameter.TooManyInstanceIds": (403, "The number of instance ids exceeds the limit of 100."),
+    # DescribeRegions (actiontrail.md §3)
+    "Unauthorized.EmptyRegion": (403, "There is no region available for you."),
+    "InvalidAcceptLanguage.NotFound": (404, "The specified AcceptLanguage is not found."),
+    "InvalidResourceType.NotFound": (404, "The specified ResourceType is not found."),
     # SLB / CLB
     "InvalidLoadBalancerId.NotFound": (404, "The specified LoadBalancerId does not exist."),
     "LbStatusNotSupport": (400, "The current status of the load balancer does not support this action."),
@@ -296,6 +321,7 @@ class Instance:
     security_group_id: str
     creation_time: str
     start_time: str
+    expired_time: str
     # Bumped on every status change, so a pending Starting -> Running transition of an older start
     # never overrides a later change.
     generation: int = 0
@@ -446,6 +472,7 @@ class OpenApiEmulator(FaultControls):
         self._server.emulator = self  # type: ignore[attr-defined]
         self.endpoint = self._server.endpoint.removeprefix("http://")
         self._operations: dict[tuple[str, str], Callable[[Mapping[str, str], str], dict]] = {
+            (ECS_VERSION, "DescribeRegions"): self._describe_regions,
             (ECS_VERSION, "DescribeInstances"): self._describe_instances,
             (ECS_VERSION, "DescribeInstanceStatus"): self._describe_instance_status,
             (ECS_VERSION, "StartInstance"): self._start_instance,
@@ -496,7 +523,10 @@ class OpenApiEmulator(FaultControls):
         public_ip: str = "",
         tags: Mapping[str, str] | None = None,
         locks: Iterable[str] = (),
+        expired_time: str = "2099-12-31T15:59Z",  # pay-as-you-go's value is unconfirmed: openapi.md §8's sample
     ) -> None:
+        if region_id not in REGIONS:
+            raise ValueError(f"region {region_id!r} is not one of the emulator's REGIONS")
         if status not in INSTANCE_STATUSES or spot_strategy not in SPOT_STRATEGIES:
             raise ValueError(f"bad status {status!r} or spot strategy {spot_strategy!r}")
         if charge_type not in ("PrePaid", "PostPaid"):
@@ -510,6 +540,7 @@ class OpenApiEmulator(FaultControls):
             private_ip=private_ip, public_ip=public_ip, tags=dict(tags or {}), locks=lock_entries,
             vpc_id=f"vpc-{region_id}-emulator", vswitch_id=f"vsw-{region_id}-emulator",
             security_group_id=f"sg-{region_id}-emulator", creation_time=created, start_time=created,
+            expired_time=expired_time,
         )
         with self._lock:
             self._instances[instance_id] = instance
@@ -649,6 +680,8 @@ class OpenApiEmulator(FaultControls):
             self._authenticate(method, params)
             if not region:
                 raise _missing("RegionId")
+            if version == ECS_VERSION and region not in REGIONS:  # actiontrail.md §2.6, common ECS errors
+                raise ApiError("InvalidRegionId.NotFound")
             if injected:
                 raise ApiError(injected)
             with self._lock:
@@ -748,9 +781,22 @@ class OpenApiEmulator(FaultControls):
             "InnerIpAddress": {"IpAddress": []},
             "SecurityGroupIds": {"SecurityGroupId": [instance.security_group_id]},
             "CreationTime": instance.creation_time, "StartTime": instance.start_time,
-            "ExpiredTime": "2099-12-31T15:59Z",
+            "ExpiredTime": instance.expired_time,
         }
         return fields
+
+    def _describe_regions(self, params: Mapping[str, str], region: str) -> dict:
+        """Every region, whatever RegionId the request carries (actiontrail.md §3); no paging."""
+        language = params.get("AcceptLanguage") or "zh-CN"
+        if language not in ACCEPT_LANGUAGES:
+            raise ApiError("InvalidAcceptLanguage.NotFound")
+        if (params.get("ResourceType") or "instance") not in RESOURCE_TYPES:
+            raise ApiError("InvalidResourceType.NotFound")
+        return {"Regions": {"Region": [
+            {"RegionId": region_id, "RegionEndpoint": f"ecs.{region_id}.aliyuncs.com",
+             "LocalName": names[0] if language == "zh-CN" else names[1], "Status": "available"}
+            for region_id, names in REGIONS.items()
+        ]}}
 
     def _regional_instances(self, region: str) -> list[Instance]:
         return [i for i in self._instances.values() if i.region_id == region]
@@ -779,7 +825,8 @@ class OpenApiEmulator(FaultControls):
             ]
         response: dict[str, Any] = {"TotalCount": len(instances)}
         if "NextToken" in params or "MaxResults" in params:
-            max_results = _int_param(params, "MaxResults", 10, 1, 100)
+            max_results = min(max(_int_param(params, "MaxResults", MIN_ECS_MAX_RESULTS, 1, 1 << 31),
+                                  MIN_ECS_MAX_RESULTS), MAX_ECS_MAX_RESULTS)
             page, next_token = _token_page(instances, params.get("NextToken", ""), max_results,
                                            lambda: _invalid("NextToken"))
             response["NextToken"] = next_token

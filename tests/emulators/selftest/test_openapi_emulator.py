@@ -203,6 +203,7 @@ def test_describe_instances_by_json_id_list(api):
     assert instance["Tags"] == {"Tag": [{"TagKey": "shipper:auto-restart", "TagValue": "true"}]}
     assert instance["VpcAttributes"]["PrivateIpAddress"] == {"IpAddress": ["10.0.3.7"]}
     assert instance["PublicIpAddress"] == {"IpAddress": ["203.0.113.7"]}
+    assert (instance["RegionId"], instance["ExpiredTime"]) == ("cn-hangzhou", "2099-12-31T15:59Z")
 
 
 def test_describe_instances_shows_locks_spot_and_missing_tags(api):
@@ -239,6 +240,56 @@ def test_describe_instances_pages(api):
     assert error.get_error_code() == "InvalidParameter"
     error = server_error(api, ECS, "DescribeInstances", {"InstanceIds": "i-0,i-1"})
     assert error.get_error_code() == "InvalidInstanceIds.Malformed"
+
+
+def test_describe_instances_max_results_is_clamped_to_10_to_100(api):
+    """actiontrail.md §2.2: "<10 or unset => 10; >100 => 100"; NextToken paging ends on an empty token."""
+    for n in range(120):
+        api.add_instance(f"i-{n:03d}")
+    for asked, size in (("5", 10), ("10", 10), ("37", 37), ("500", 100)):
+        page = call(api, ECS, "DescribeInstances", {"MaxResults": asked})
+        assert len(ids(page)) == size and page["NextToken"]
+    last = call(api, ECS, "DescribeInstances", {"MaxResults": "100", "NextToken": "100"})
+    assert ids(last) == [f"i-{n}" for n in range(100, 120)] and last["NextToken"] == ""
+    assert server_error(api, ECS, "DescribeInstances", {"MaxResults": "ten"}).get_error_code() == "InvalidParameter"
+
+
+def test_another_regions_instance_is_absent_and_an_unknown_region_is_refused(api):
+    seed_ecs(api)
+    in_hangzhou = {"RegionId": "cn-hangzhou"}
+    assert ids(call(api, ECS, "DescribeInstances", in_hangzhou | {"InstanceIds": '["i-sh"]'})) == []
+    status = call(api, ECS, "DescribeInstanceStatus", in_hangzhou | {"InstanceId.1": "i-sh"})
+    assert status["InstanceStatuses"]["InstanceStatus"] == []
+    found = call(api, ECS, "DescribeInstances", {"RegionId": "cn-shanghai", "InstanceIds": '["i-sh"]'})
+    assert found["Instances"]["Instance"][0]["RegionId"] == "cn-shanghai"
+    for action in ("DescribeInstances", "StartInstance"):
+        error = server_error(api, ECS, action, {"RegionId": "cn-hangzou", "InstanceId": "i-web2"})
+        assert (error.get_error_code(), error.get_http_status()) == ("InvalidRegionId.NotFound", 404)
+    with pytest.raises(ValueError):
+        api.add_instance("i-nowhere", region_id="cn-hangzou")
+
+
+def test_describe_regions_lists_every_region_in_the_documented_shape(api):
+    regions = call(api, ECS, "DescribeRegions")["Regions"]["Region"]
+    assert {r["RegionId"] for r in regions} >= {"cn-hangzhou", "cn-shanghai", "cn-beijing", "ap-southeast-1"}
+    hangzhou = next(r for r in regions if r["RegionId"] == "cn-hangzhou")
+    assert hangzhou == {"RegionId": "cn-hangzhou", "RegionEndpoint": "ecs.cn-hangzhou.aliyuncs.com",
+                        "LocalName": "华东1（杭州）", "Status": "available"}
+    english = call(api, ECS, "DescribeRegions", {"AcceptLanguage": "en-US"})["Regions"]["Region"]
+    assert next(r for r in english if r["RegionId"] == "cn-hangzhou")["LocalName"] == "China (Hangzhou)"
+    for params, code in (({"AcceptLanguage": "fr-FR"}, "InvalidAcceptLanguage.NotFound"),
+                         ({"ResourceType": "bucket"}, "InvalidResourceType.NotFound")):
+        error = server_error(api, ECS, "DescribeRegions", params)
+        assert (error.get_error_code(), error.get_http_status()) == (code, 404)
+
+
+def test_describe_regions_has_the_fault_knobs(api):
+    api.fail_next("Throttling", operation="DescribeRegions")     # in the SDK's ECS RetryableAPIs (§4)
+    assert call(api, ECS, "DescribeRegions", product="Ecs")["Regions"]["Region"]
+    assert api.request_counts()["DescribeRegions"] == 2
+    api.fail_next("Unauthorized.EmptyRegion", operation="DescribeRegions")
+    error = server_error(api, ECS, "DescribeRegions")
+    assert (error.get_error_code(), error.get_http_status()) == ("Unauthorized.EmptyRegion", 403)
 
 
 def test_describe_instance_status(api):
