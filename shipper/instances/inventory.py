@@ -93,10 +93,10 @@ class Lookups:
     def _describe(self, region: str, ids: list[str]) -> None:
         try:
             found = self._openapi.describe_instances(ids, region)
-        except CloudError as e:
+        except Exception as e:  # CloudError, or a bug: the rows are written as they are either way
             metrics.LOOKUPS.inc(len(ids), labels={"outcome": "failed"})
             log.warning("inventory: lookup of %d instance(s) in %s failed (%s); their rows are written as they are",
-                        len(ids), region, e.code)
+                        len(ids), region, getattr(e, "code", type(e).__name__))
             return
         metrics.LOOKUPS.inc(len(found), labels={"outcome": "found"})
         metrics.LOOKUPS.inc(len(ids) - len(found), labels={"outcome": "absent"})
