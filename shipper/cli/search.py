@@ -36,10 +36,12 @@ def _window(since, start, end):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
 @click.option("--table", default=events.EVENTS_TABLE, show_default=True,
               type=click.Choice(list(events.TABLE_FIELDS)), help="Which store to search.")
+@click.option("--all-copies", is_flag=True,
+              help="SLS only: show every stored copy of a redelivered event, not one row per event_uid.")
 @STORE_OPTION
 @CONFIG_OPTION
-def search(query, since, start, end, limit, as_json, table, store, config_path) -> None:
-    """Search stored events with SLS query syntax.
+def search(query, since, start, end, limit, as_json, table, store, config_path, all_copies) -> None:
+    """Search stored events with SLS query syntax: the same rows from SQLite and from SLS.
 
     \b
     Examples:
@@ -48,11 +50,22 @@ def search(query, since, start, end, limit, as_json, table, store, config_path) 
       shipper search '__topic__: interruption' --since 7d   spot interruptions this week
       shipper search 'state: Stopped and not region_id: cn-beijing'
       shipper search 'event_name: "Instance:SystemMaintenance.Reboot" and event_status: Scheduled'
+      shipper search 'instance_name: #"web server"'         the words in this order
       shipper search 'event_time_ms >= 1750000000000'
       shipper search '* | select state, count(DISTINCT event_uid) as n group by state'
 
-    A search part (key: value, value*, and/or/not, parentheses, numeric comparisons on event_time_ms),
-    optionally followed by | and SQL. Reads the config's sqlite sink (translated) or SLS (passed through).
+    \b
+    A search part, optionally followed by | and SQL:
+      key: value, value*, a?c, key: * (present)    words match whole tokens, any case
+      "a b"    both words, anywhere;   #"a b"    the phrase (no `not` in a search with one)
+      and, or, not, ( ); numeric >, <, =, in [a b] on event_time_ms
+      SLS's precedence: and > not > or, so `a not b and c` = a and not (b and c),
+      `not a and b` = not (a and b); use parentheses for anything else.
+    In the SQL part, "x" names a column, 'x' is a string.
+
+    Reads the config's sqlite sink (translated) or SLS (passed through). SLS keeps every copy of an
+    event that was delivered twice; without a SQL part, each event_uid is shown once (its first copy)
+    unless --all-copies. A SQL part runs on every copy: count events with count(DISTINCT event_uid).
     """
     from shipper.cli.format import DEFAULT_COLUMNS, format_table
 
@@ -60,7 +73,8 @@ def search(query, since, start, end, limit, as_json, table, store, config_path) 
     try:
         parse(query)  # a typo is reported before any store is opened
         reader = _open_store(load_config(config_path), store)
-        result = reader.search(query, table=table, since_ms=since_ms, until_ms=until_ms, limit=limit)
+        result = reader.search(query, table=table, since_ms=since_ms, until_ms=until_ms, limit=limit,
+                               all_copies=all_copies)
     except QueryError as e:
         raise click.ClickException(f"query: {e}") from None
     if as_json:
@@ -85,10 +99,13 @@ def search(query, since, start, end, limit, as_json, table, store, config_path) 
 def lifecycle(instance_id: str, as_json: bool, store: str | None, config_path: str | None) -> None:
     """Show INSTANCE_ID's whole timeline: what it was, when it was created, stopped and released.
 
-    Works long after release: name and type come from earlier events when the Deleted event lacks them.
+    Works long after release: name, type and zone come from the instance registry or from earlier events
+    when the Deleted event lacks them. Each stop says why (stop_cause: spot-reclaim, system, billing-lock,
+    expired, user-or-api). Events with the same time are shown in lifecycle order (Pending, Starting,
+    Running, Stopping, Stopped, Deleted), then as received.
     """
     from shipper.cli.format import format_table
-    from shipper.instances.cache import cache_path, read_entry
+    from shipper.instances.registry import read_entry, registry_path
     from shipper.read.lifecycle import summarize, timeline as timeline_of
 
     config = load_config(config_path)
@@ -102,9 +119,10 @@ def lifecycle(instance_id: str, as_json: bool, store: str | None, config_path: s
         for event in timeline:
             click.echo(orjson.dumps(event).decode())
         return
-    summary = summarize(timeline, read_entry(cache_path(config.shipper.data_dir), instance_id))
+    summary = summarize(timeline, read_entry(registry_path(config.shipper.data_dir), instance_id))
     for key, value in summary.items():
         click.echo(f"{key + ':':<16}{value}")
     click.echo()
-    columns = ["event_time", "event_name", "state", "event_status", "level", "instance_name", "instance_type"]
+    columns = ["event_time", "event_name", "state", "stop_cause", "event_status", "level", "instance_name",
+               "instance_type"]
     click.echo(format_table(columns, [[e[c] for c in columns] for e in timeline]))

@@ -1,21 +1,26 @@
 """The SLS query language, parsed: `<search>` or `<search> | <SQL>` (reference/sls.md §7).
 
-Search grammar, lowest precedence first:
+Search grammar, lowest precedence first. SLS documents the precedence `:` > quotes > `()` > `and` > `not`
+> `or` (reference/sls.md §7; Alibaba Cloud "Search syntax", doc-detail/29060), so `not` takes the whole
+`and` chain after it, as a binary operator (`a not b` = a and not b) or a prefix:
 
-    or_expr   := and_expr ("or" and_expr)*
-    and_expr  := not_expr (["and"] not_expr)*          juxtaposition means and, so `a not b` = a and not b
-    not_expr  := "not" not_expr | primary
+    or_expr   := not_expr ("or" not_expr)*
+    not_expr  := negated (["and"] "not" negated)*       `a not b and c` = a and not (b and c)
+    negated   := "not" negated | and_expr               `not a and b` = not (a and b)
+    and_expr  := primary (["and"] primary)*             juxtaposition means and; stops before `[and] not`
     primary   := "(" or_expr ")" | name ":" value | name op number | name "in" ("["|"(") n n ("]"|")")
-               | word | "quoted phrase"
+               | word | "quoted" | #"phrase"
 
-`and`/`or`/`not` are case-insensitive; `in` is lower-case only, as in SLS. Here `not` binds tighter than
-`and` (the usual reading); SLS's documentation lists `and` above `not`, so a search such as
-`a not b and c` may read differently there: use parentheses.
+`and not` reads as `not`: `a and not b and c` = a and not (b and c). `and`/`or`/`not` are
+case-insensitive; `in` is lower-case only, as in SLS.
 
-Values: a word, or a double-quoted phrase with backslash escapes. A word containing `*`/`?` is a prefix
-(`abc*`) or wildcard (`a?c*d`) term; a wildcard may not start a word, except the lone `*` (match all; as a
-value, `key: *` means the field is present). Inside quotes `*` and `?` are literal. Values containing
-`:` or spaces must be quoted, as in SLS.
+Values: a word, a double-quoted value with backslash escapes, or a phrase `#"..."`. A quoted value of
+several tokens means each token (`msg: "http error"` = `msg: http and msg: error`, doc-detail/29060); a
+phrase `#"http error"` means those tokens consecutively (Alibaba Cloud "Phrase search", doc-detail/416724).
+SLS refuses `not` in a search that has a phrase, and wildcards in a phrase (same page): so do we. A word
+containing `*`/`?` is a prefix (`abc*`) or wildcard (`a?c*d`) term; a wildcard may not start a word, except
+the lone `*` (match all; as a value, `key: *` means the field is present). Inside quotes `*` and `?` are
+literal. Values containing `:` or spaces must be quoted, as in SLS.
 
 On a numeric field `key: 5` is `key = 5`, and `key: *` / `key: ""` test presence as for text.
 Numeric comparisons and ranges are accepted only on numeric fields (events.NUMERIC_FIELDS and
@@ -47,7 +52,7 @@ class Term:
     """`field: value`, or a bare word/phrase when field is None. value is as written, unescaped."""
     field: str | None
     value: str
-    kind: str  # 'exact' | 'prefix' | 'wildcard'
+    kind: str  # 'exact' | 'prefix' | 'wildcard': each token of value; 'phrase': the tokens consecutively
 
 
 @dataclass(frozen=True)
@@ -147,8 +152,8 @@ def _find_bar(text: str) -> int | None:
 
 
 class _Tok(NamedTuple):
-    kind: str  # 'word', 'quoted', 'colon', 'op', '(', ')', '[', ']', 'end'
-    text: str  # for 'quoted': the unescaped phrase
+    kind: str  # 'word', 'quoted', 'phrase', 'colon', 'op', '(', ')', '[', ']', 'end'
+    text: str  # for 'quoted' and 'phrase': the unescaped value
     pos: int   # 0-based offset in the query
 
 
@@ -172,24 +177,31 @@ def _search_tokens(text: str) -> list[_Tok]:
             op = text[i:i + 2] if text[i:i + 2] in (">=", "<=") else ch
             tokens.append(_Tok("op", op, i))
             i += len(op)
-        elif ch == '"':
-            start, chars = i, []
-            i += 1
-            while i < len(text) and text[i] != '"':
-                if text[i] == "\\" and i + 1 < len(text):
-                    i += 1
-                chars.append(text[i])
-                i += 1
-            if i >= len(text):
-                raise _error("unterminated quoted value", start)
-            tokens.append(_Tok("quoted", "".join(chars), start))
-            i += 1
+        elif ch == '"' or text.startswith('#"', i):
+            start = i
+            kind, opening = ("quoted", i) if ch == '"' else ("phrase", i + 1)
+            value, i = _quoted(text, opening)
+            tokens.append(_Tok(kind, value, start))
         else:
             word = _WORD_RE.match(text, i).group()
             tokens.append(_Tok("word", word, i))
             i += len(word)
     tokens.append(_Tok("end", "", len(text)))
     return tokens
+
+
+def _quoted(text: str, start: int) -> tuple[str, int]:
+    """The unescaped value of the quoted text starting at `start`, and the offset after its closing quote."""
+    chars = []
+    i = start + 1
+    while i < len(text) and text[i] != '"':
+        if text[i] == "\\" and i + 1 < len(text):
+            i += 1
+        chars.append(text[i])
+        i += 1
+    if i >= len(text):
+        raise _error("unterminated quoted value", start)
+    return "".join(chars), i + 1
 
 
 def _error(problem: str, pos: int) -> QueryError:
@@ -201,6 +213,8 @@ def _describe(tok: _Tok) -> str:
         return "end of search"
     if tok.kind == "quoted":
         return f'"{tok.text}"'
+    if tok.kind == "phrase":
+        return f'#"{tok.text}"'
     return f"'{tok.text}'"
 
 
@@ -235,6 +249,14 @@ def _word_term(field: str | None, tok: _Tok) -> Term:
     return Term(field, value, "wildcard")
 
 
+def _quoted_term(field: str | None, tok: _Tok) -> Term:
+    if tok.kind == "quoted":
+        return Term(field, tok.text, "exact")
+    if "*" in tok.text or "?" in tok.text:
+        raise _error("SLS does not match wildcards in a phrase (#\"...\"); drop the '#' or the wildcard", tok.pos)
+    return Term(field, tok.text, "phrase")
+
+
 class _SearchParser:
     def __init__(self, text: str):
         self.tokens = _search_tokens(text)
@@ -247,7 +269,16 @@ class _SearchParser:
         tok = self.peek()
         if tok.kind != "end":
             raise _error(f"unexpected {_describe(tok)}", tok.pos)
+        self.check_phrase_without_not()
         return node
+
+    def check_phrase_without_not(self) -> None:
+        """SLS refuses `not` in a search with a phrase (doc-detail/416724: `not #"abc def"` is invalid)."""
+        phrase = next((t for t in self.tokens if t.kind == "phrase"), None)
+        negation = next((t for t in self.tokens if _is_keyword(t, "not")), None)
+        if phrase is not None and negation is not None:
+            raise _error(f"SLS refuses 'not' in a search with a phrase ({_describe(phrase)}); "
+                         f"use a quoted value (\"{phrase.text}\") to negate its words", negation.pos)
 
     def peek(self, ahead: int = 0) -> _Tok:
         return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
@@ -258,32 +289,48 @@ class _SearchParser:
         return tok
 
     def or_expr(self) -> Node:
-        items = [self.and_expr()]
+        items = [self.not_expr()]
         while _is_keyword(self.peek(), "or"):
             self.take()
-            items.append(self.and_expr())
+            items.append(self.not_expr())
         return items[0] if len(items) == 1 else Or(tuple(items))
 
+    def not_expr(self) -> Node:
+        """`a not b`: a and not b, where b is the whole `and` chain (SLS: `and` binds tighter than `not`)."""
+        items = [self.negated()]
+        while self.at_not():
+            if _is_keyword(self.take(), "and"):
+                self.take()
+            items.append(Not(self.negated()))
+        if len(items) == 1:
+            return items[0]
+        head = items[0].items if isinstance(items[0], And) else (items[0],)
+        return And(head + tuple(items[1:]))
+
+    def at_not(self) -> bool:
+        """At `not` or `and not` (which reads as `not`)."""
+        return _is_keyword(self.peek(), "not") or _is_keyword(self.peek(), "and") and _is_keyword(self.peek(1), "not")
+
+    def negated(self) -> Node:
+        if _is_keyword(self.peek(), "not"):
+            self.take()
+            return Not(self.negated())
+        return self.and_expr()
+
     def and_expr(self) -> Node:
-        items = [self.not_expr()]
-        while True:
+        items = [self.primary()]
+        while not self.at_not():
             tok = self.peek()
             if _is_keyword(tok, "and"):
                 self.take()
             elif not self.starts_term(tok):
                 break
-            items.append(self.not_expr())
+            items.append(self.primary())
         return items[0] if len(items) == 1 else And(tuple(items))
 
     @staticmethod
     def starts_term(tok: _Tok) -> bool:
-        return tok.kind in ("(", "quoted") or (tok.kind == "word" and not _is_keyword(tok, "and", "or"))
-
-    def not_expr(self) -> Node:
-        if _is_keyword(self.peek(), "not"):
-            self.take()
-            return Not(self.not_expr())
-        return self.primary()
+        return tok.kind in ("(", "quoted", "phrase") or (tok.kind == "word" and not _is_keyword(tok, "and", "or", "not"))
 
     def primary(self) -> Node:
         tok = self.take()
@@ -293,9 +340,9 @@ class _SearchParser:
             if close.kind != ")":
                 raise _error(f"missing ')' for the '(' at column {tok.pos + 1}, found {_describe(close)}", close.pos)
             return node
-        if tok.kind == "quoted":
-            return Term(None, tok.text, "exact")
-        if tok.kind != "word" or _is_keyword(tok, "and", "or"):
+        if tok.kind in ("quoted", "phrase"):
+            return _quoted_term(None, tok)
+        if tok.kind != "word" or _is_keyword(tok, "and", "or", "not"):
             raise _error(f"expected a search term, found {_describe(tok)}", tok.pos)
         after = self.peek()
         if after.kind == "colon":
@@ -331,14 +378,16 @@ class _SearchParser:
         """`field: value`; on a numeric field a number means `field = number`."""
         self.take()  # the colon
         tok = self.take()
-        if tok.kind == "quoted":
-            term = Term(field, tok.text, "exact")
+        if tok.kind in ("quoted", "phrase"):
+            term = _quoted_term(field, tok)
         elif tok.kind == "word":
             term = _word_term(field, tok)
         else:
             raise _error(f"expected a value after '{field}:', found {_describe(tok)}", tok.pos)
         if self.peek().kind == "colon":
             raise _error("unexpected ':' (quote values that contain ':')", self.peek().pos)
+        if field in NUMERIC_SEARCH_FIELDS and term.kind == "phrase":
+            raise _error(f"a phrase (#\"...\") searches text, and '{field}' is a numeric field", tok.pos)
         if field in NUMERIC_SEARCH_FIELDS and term.value not in ("", "*"):
             return Compare(field, "=", _number(tok))
         return term

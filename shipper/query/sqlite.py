@@ -1,13 +1,13 @@
 """SLS queries translated for the SQLite store (one table per logstore, reference/sls.md §7–§8).
 
 Search part -> a WHERE clause:
-- `key: value` matches when the field's tokens contain the value's tokens as a consecutive phrase, case-
-  insensitively. Tokens are split on the SLS default delimiters (DELIMITERS). Two differences from SLS:
-  the shipped SLS index gives short fields a shorter list (no `:` or `/`), so `event_name: StateChange`
-  matches here but not there; and SLS documents a quoted `"a b"` as "both tokens" (only `#"a b"` is a
-  strict phrase), so a multi-token value may match fewer rows here.
+- `key: value` matches when the field's tokens contain each of the value's tokens, case-insensitively, as
+  SLS documents a quoted `"a b"` ("both tokens"); a phrase `key: #"a b"` needs them consecutively. Tokens
+  are split on the SLS default delimiters (DELIMITERS). One difference from SLS: the shipped SLS index gives
+  short fields a shorter list (no `:` or `/`), so `event_name: StateChange` matches here but not there.
 - `abc*` and `a?c` match per token; `key: *` = non-empty, `not key: *` = missing or empty, `key: ""` = empty.
-- Bare words search every text column of the table, tokenized the same way.
+- Bare words search every text column of the table, tokenized the same way: each token of `"a b"` may be
+  in a different column, a phrase `#"a b"` lies within one.
 - Numeric comparisons and ranges compare the INTEGER/REAL column; rows without a number never match
   them, so `not x > 5` keeps rows where x is missing, as in SLS.
 - Reserved fields: `__time__` = time_ms / 1000, `__topic__` = topic, `__source__` = source_host.
@@ -57,8 +57,9 @@ def to_sqlite(q: Query, table: str, *, since_ms: int | None = None, until_ms: in
               limit: int | None = None) -> tuple[str, list]:
     """A complete SELECT (with ? parameters).
 
-    Without a SQL part: the matching rows, newest first, at most `limit` (all when None). With one: the
-    SQL over the CTE `log`; when it has no LIMIT of its own, `limit` (default SLS's 100) is appended.
+    Without a SQL part: the matching rows' schema fields, newest first, at most `limit` (all when None).
+    With one: the SQL over the CTE `log`; when it has no LIMIT of its own, `limit` (default SLS's 100) is
+    appended.
     The window is [since_ms, until_ms) on time_ms, like GetLogs' [from, to).
     """
     if table not in TABLE_FIELDS:
@@ -73,14 +74,17 @@ def to_sqlite(q: Query, table: str, *, since_ms: int | None = None, until_ms: in
     if until_ms is not None:
         conditions.append("time_ms < ?")
         params.append(until_ms)
-    rows = f'SELECT * FROM "{table}"' + (" WHERE " + " AND ".join(conditions) if conditions else "")
+    where = " WHERE " + " AND ".join(conditions) if conditions else ""
+    rows = f'SELECT * FROM "{table}"' + where
     if q.sql is None:
-        sql = rows + " ORDER BY time_ms DESC"
+        # The schema's fields, as SLS answers them; not the store's own time_ms, topic, source_host.
+        fields = ", ".join(f'"{f}"' for f in TABLE_FIELDS[table])
+        sql = f'SELECT {fields} FROM "{table}"{where} ORDER BY time_ms DESC'
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
         return sql, params
-    body, has_limit = _rewrite_sql(q.sql)
+    body, has_limit = _rewrite_sql(q.sql, table)
     sql = f"WITH log AS ({rows}) {body}"
     if not has_limit:
         sql += " LIMIT ?"
@@ -228,9 +232,23 @@ class _Where:
         return self.match(term, [column])
 
     def match(self, term: Term, columns: list[str]) -> str:
-        _phrase_regex(term.kind, term.value)  # fail here, not per row
-        self.params += [term.kind, term.value]
-        return f"sls_match(?, ?, {', '.join(columns)})"
+        """One sls_match per token (SLS: `"a b"` = a and b), or one for the whole phrase."""
+        parts = [("exact", term.value)] if term.kind == "phrase" else _token_terms(term)
+        tests = []
+        for kind, value in parts:
+            _phrase_regex(kind, value)  # fail here, not per row
+            self.params += [kind, value]
+            tests.append(f"sls_match(?, ?, {', '.join(columns)})")
+        return tests[0] if len(tests) == 1 else "(" + " AND ".join(tests) + ")"
+
+
+def _token_terms(term: Term) -> list[tuple[str, str]]:
+    """(kind, token) for each token of a non-phrase value; `*` and `?` stay wildcards in unquoted words."""
+    split = _SPLIT_ALL if term.kind == "exact" else _SPLIT_KEEP_WILDCARD
+    tokens = [w for w in split.split(term.value) if w]
+    if not tokens:
+        raise QueryError(f"{term.value!r} has no searchable token (it is all delimiters)")
+    return [(term.kind, w) for w in tokens]
 
 
 def _sls_match(kind: str, value: str, *texts) -> bool:
@@ -266,10 +284,11 @@ class _Group:
     items: list  # SqlTok | _Group
 
 
-def _rewrite_sql(sql: str) -> tuple[str, bool]:
+def _rewrite_sql(sql: str, table: str) -> tuple[str, bool]:
     """SLS SQL -> SQLite SQL, and whether it has a LIMIT of its own."""
     tokens = significant(sql_tokens(sql))
     _check_read_only(tokens)
+    _check_quoted_columns(tokens, table)
     items = _group(tokens)
     _add_from_log(items)
     has_limit = any(isinstance(it, SqlTok) and it.kind == "ident" and it.text.lower() == "limit" for it in items)
@@ -289,6 +308,30 @@ def _check_read_only(tokens: list[SqlTok]) -> None:
         if tok.kind in ("ident", "qident") and identifier_name(tok).lower() in TABLE_FIELDS:
             raise _sql_error(f"{tok.text}: the SQL part reads `log` (the rows the search and time window select), "
                              f"not a table", tok)
+
+
+def _check_quoted_columns(tokens: list[SqlTok], table: str) -> None:
+    """A double-quoted name must be a column or an alias: SLS (Presto) reads `"x"` as a column, where SQLite
+    would silently take an unknown one for the string 'x'."""
+    known = {f.lower() for f in TABLE_FIELDS[table]} | set(_RESERVED_COLUMNS)
+    known |= {identifier_name(tok).lower() for i, tok in enumerate(tokens) if _is_alias(tokens, i)}
+    for tok in tokens:
+        name = identifier_name(tok) if tok.kind == "qident" else None
+        if name is not None and name.lower() not in known:
+            raise _sql_error(f"{tok.text} is not a column of {table}: double quotes name a column, as in SLS; "
+                             f"write a string in single quotes: '{name}'", tok)
+
+
+def _is_alias(tokens: list[SqlTok], i: int) -> bool:
+    """Whether tokens[i] names an alias: after AS, or a quoted name right after an expression (`count(*) "n"`)."""
+    if identifier_name(tokens[i]) is None or i == 0:
+        return False
+    before = tokens[i - 1]
+    if before.kind == "ident" and before.text.lower() == "as":
+        return True
+    ends_expression = before.text == ")" or before.kind in ("qident", "number", "string") or (
+        before.kind == "ident" and before.text.lower() not in SQL_KEYWORDS)
+    return tokens[i].kind == "qident" and ends_expression
 
 
 def _group(tokens: list[SqlTok]) -> list:

@@ -1,7 +1,12 @@
 """The stores a search reads: the embedded SQLite store and SLS, behind one interface, and which to open.
 
-Both answer `search(text, table=, since_ms=, until_ms=, limit=) -> Rows` and `instance_events(instance_id)`
-(the instance's events as schema dicts of str, in time order). open_store() picks the configured one.
+Both answer `search(text, table=, since_ms=, until_ms=, limit=, all_copies=) -> Rows` and
+`instance_events(instance_id)` (the instance's events as schema dicts of str, in time order). open_store()
+picks the configured one.
+
+SLS keeps every copy of a redelivered event (DESIGN: a copy can land between a store's commit and the
+ledger's, or from two hosts); the SQLite store keeps the first. So that both give the same rows, SlsStore
+shows each event_uid of ecs-events once, its first copy (earliest received_time), unless `all_copies`.
 """
 from __future__ import annotations
 
@@ -41,7 +46,8 @@ class SqliteStore:
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self.MAX_VALUE_BYTES)
 
     def search(self, text: str, *, table: str = events.EVENTS_TABLE, since_ms: int | None = None,
-               until_ms: int | None = None, limit: int = 100) -> Rows:
+               until_ms: int | None = None, limit: int = 100, all_copies: bool = False) -> Rows:
+        """`all_copies` changes nothing here: the store keeps one copy of each event."""
         query = parse(text)
         sql, params = to_sqlite(query, table, since_ms=since_ms, until_ms=until_ms, limit=limit)
         refused: list[str] = []
@@ -102,23 +108,56 @@ class SlsStore:
                              f"{error_code(e)}") from None
 
     def search(self, text: str, *, table: str = events.EVENTS_TABLE, since_ms: int | None = None,
-               until_ms: int | None = None, limit: int = 100) -> Rows:
-        rows = self._get(text, table, since_ms, until_ms, 0, limit)
-        columns = list(rows[0]) if rows and parse(text).sql else list(events.TABLE_FIELDS[table])
+               until_ms: int | None = None, limit: int = 100, all_copies: bool = False) -> Rows:
+        """Newest first. A SQL part is passed through: its rows are SLS's (count events with
+        count(DISTINCT event_uid)). Without one, events are collapsed to one copy each unless `all_copies`."""
+        if parse(text).sql:
+            rows = self._get(text, table, since_ms, until_ms, 0, limit)
+            columns = list(rows[0]) if rows else list(events.TABLE_FIELDS[table])
+        else:
+            if all_copies or table != events.EVENTS_TABLE:
+                rows = self._get(text, table, since_ms, until_ms, 0, limit)
+            else:
+                rows = self._first_copies(text, since_ms, until_ms, limit)
+            columns = list(events.TABLE_FIELDS[table])
         return Rows(columns, [tuple(r.get(c, "") for c in columns) for r in rows])
 
-    def instance_events(self, instance_id: str) -> list[dict]:
-        text = f'instance_id: "{instance_id}"'
-        found, offset = [], 0
-        while True:
-            page = self._get(text, events.EVENTS_TABLE, None, None, offset, self.PAGE)
-            found += page
-            if len(page) < self.PAGE:
+    def _first_copies(self, text: str, since_ms: int | None, until_ms: int | None, limit: int) -> list[dict]:
+        """Up to `limit` events, newest first, each event_uid once. Pages on past the limit-th event while
+        the rows keep its __time__, where its other copies sort (they share the event's time)."""
+        found: dict[str, dict] = {}
+        for page in self._pages(text, since_ms, until_ms):
+            _keep_first_copies(found, page)
+            if len(found) >= limit and page and page[-1]["__time__"] != list(found.values())[limit - 1]["__time__"]:
                 break
+        return list(found.values())[:limit]
+
+    def _pages(self, text: str, since_ms: int | None, until_ms: int | None):
+        """Every page of ecs-events rows the search finds, newest first."""
+        offset = 0
+        while True:
+            page = self._get(text, events.EVENTS_TABLE, since_ms, until_ms, offset, self.PAGE)
+            yield page
+            if len(page) < self.PAGE:
+                return
             offset += self.PAGE
-        unique = {e.get("event_uid", ""): e for e in found}  # SLS keeps redelivered duplicates
-        timeline = [{f: e.get(f, "") for f in events.EVENT_FIELDS} for e in unique.values()]
+
+    def instance_events(self, instance_id: str) -> list[dict]:
+        found: dict[str, dict] = {}
+        for page in self._pages(f'instance_id: "{instance_id}"', None, None):
+            _keep_first_copies(found, page)
+        timeline = [{f: e.get(f, "") for f in events.EVENT_FIELDS} for e in found.values()]
         return sorted(timeline, key=lambda e: int(e["event_time_ms"] or 0))
+
+
+def _keep_first_copies(found: dict[str, dict], rows: list[dict]) -> None:
+    """Adds rows to `found` (event_uid -> row, in first-seen order), keeping each uid's earliest received copy:
+    the one the SQLite store kept (received_time is ISO 8601 UTC, so it sorts as text)."""
+    for row in rows:
+        uid = row.get("event_uid", "")
+        kept = found.get(uid)
+        if kept is None or row.get("received_time", "") < kept.get("received_time", ""):
+            found[uid] = row
 
 
 def open_store(config: config_mod.Config, store: str | None = None) -> SqliteStore | SlsStore:

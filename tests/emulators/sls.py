@@ -155,7 +155,7 @@ class Faults:
         self._latency = 0.0
         self._outage = False
         self._rates: dict[tuple[str, str | None], float] = {}
-        self._queued: list[list] = []  # [code, remaining, operation]
+        self._queued: list[list] = []  # [code, remaining, operation, requests still to let through first]
 
     @property
     def latency(self) -> float:
@@ -186,11 +186,12 @@ class Faults:
             else:
                 self._rates.pop((code, operation), None)
 
-    def fail_next(self, code: str, count: int = 1, operation: str | None = "PutLogs") -> None:
-        """Fail the next `count` matching requests with `code`, before any rate applies."""
+    def fail_next(self, code: str, count: int = 1, operation: str | None = "PutLogs", *, after: int = 0) -> None:
+        """Fail the next `count` matching requests with `code`, before any rate applies; with `after`, only
+        once that many matching requests have passed (a batch that fails on its third request: after=2)."""
         _check_fault_code(code)
         with self._lock:
-            self._queued.append([code, count, operation])
+            self._queued.append([code, count, operation, after])
 
     def clear(self) -> None:
         with self._lock:
@@ -202,8 +203,11 @@ class Faults:
     def _draw(self, operation: str) -> str | None:
         with self._lock:
             for entry in self._queued:
-                code, remaining, wanted = entry
+                code, remaining, wanted, passing = entry
                 if remaining > 0 and wanted in (None, operation):
+                    if passing:
+                        entry[3] -= 1
+                        continue
                     entry[1] -= 1
                     return code
             for (code, wanted), rate in self._rates.items():
@@ -456,14 +460,22 @@ def _token_matcher(token: str, wildcards: bool) -> Callable[[str], bool]:
     return token.__eq__
 
 
-def _phrase_matcher(text: str, index: _FieldIndex, wildcards: bool) -> Callable[[str], bool] | None:
-    """A test of one stored value: the query's tokens appear consecutively among the value's tokens."""
-    matchers = [_token_matcher(token, wildcards) for token in _tokens(text, index)]
+def _token_matchers(text: str, index: _FieldIndex, wildcards: bool) -> list[Callable[[str], bool]]:
+    """A test of one stored value per token of the query text: `"a b"` means a and b, each anywhere
+    (Alibaba Cloud "Search syntax", doc-detail/29060: msg:"http error" = msg:http and msg:error)."""
+    tests = []
+    for token in _tokens(text, index):
+        match = _token_matcher(token, wildcards)
+        tests.append(lambda value, match=match: any(match(t) for t in _tokens(value, index)))
+    return tests
+
+
+def _phrase_matcher(text: str, index: _FieldIndex) -> Callable[[str], bool] | None:
+    """A test of one stored value: the phrase's tokens appear consecutively among the value's tokens
+    (Alibaba Cloud "Phrase search", doc-detail/416724: `#"abc def"`)."""
+    matchers = [_token_matcher(token, False) for token in _tokens(text, index)]
     if not matchers:
         return None
-    if len(matchers) == 1:
-        single = matchers[0]
-        return lambda value: any(single(token) for token in _tokens(value, index))
 
     def phrase(value: str) -> bool:
         tokens = _tokens(value, index)
@@ -479,13 +491,15 @@ def _phrase_matcher(text: str, index: _FieldIndex, wildcards: bool) -> Callable[
 _COMPARE = {
     ">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__, "=": float.__eq__,
 }
-_LEXER = re.compile(r'\s+|(?P<quoted>"(?:[^"\\]|\\.)*")|(?P<op>>=|<=|[()\[\]<>=])|(?P<word>[^\s()\[\]<>="]+)')
+_LEXER = re.compile(r'\s+|(?P<quoted>"(?:[^"\\]|\\.)*")|#(?P<phrase>"(?:[^"\\]|\\.)*")|(?P<op>>=|<=|[()\[\]<>=])'
+                    r'|(?P<word>(?:[^\s()\[\]<>="#]|#(?!"))+)')
 
 
 class _SearchCompiler:
-    """Recursive descent over `key: value`, numbers, `in` ranges, bare words, and/or/not, parentheses.
+    """Recursive descent over `key: value`, numbers, `in` ranges, bare words, phrases, and/or/not, parentheses.
 
-    Precedence per section 7: and > not > or; juxtaposition is and; `a not b` is a and not b.
+    Precedence per section 7: and > not > or; juxtaposition is and. So `not` takes the whole and-chain after
+    it: `a not b and c` is a and not (b and c), `not a b` is not (a and b), and `and not` reads as `not`.
     """
 
     def __init__(self, text: str, index: dict):
@@ -504,8 +518,8 @@ class _SearchCompiler:
             if match is None:
                 raise _query_error(f"cannot read the query at offset {pos}: {text[pos:pos + 20]!r}")
             pos = match.end()
-            if match.lastgroup == "quoted":
-                tokens.append(("quoted", re.sub(r"\\(.)", r"\1", match.group("quoted")[1:-1])))
+            if match.lastgroup in ("quoted", "phrase"):
+                tokens.append((match.lastgroup, re.sub(r"\\(.)", r"\1", match.group(match.lastgroup)[1:-1])))
             elif match.lastgroup is not None:
                 tokens.append((match.lastgroup, match.group(match.lastgroup)))
         return tokens
@@ -513,6 +527,10 @@ class _SearchCompiler:
     def compile(self) -> Predicate:
         if not self.tokens:
             return lambda log: True
+        # "Phrase search" (doc-detail/416724): the NOT operator is not supported in phrase search statements.
+        if any(kind == "phrase" for kind, _ in self.tokens) and any(
+                kind == "word" and text.lower() == "not" for kind, text in self.tokens):
+            raise _query_error("the NOT operator is not supported in phrase search statements")
         predicate = self._or()
         if self.pos != len(self.tokens):
             raise _query_error(f"unexpected {self.tokens[self.pos][1]!r}")
@@ -541,31 +559,34 @@ class _SearchCompiler:
             left = (lambda a, b: lambda log: a(log) or b(log))(left, right)
         return left
 
+    def _at_not(self) -> bool:
+        return self._is_keyword("not") or (self._is_keyword("and") and self._is_keyword("not", 1))
+
     def _not(self) -> Predicate:
-        left = (lambda log: True) if self._is_keyword("not") else self._and()
-        while self._is_keyword("not"):
-            self.pos += 1
-            right = self._and()
+        left = self._negated()
+        while self._at_not():
+            self.pos += 2 if self._is_keyword("and") else 1
+            right = self._negated()
             left = (lambda a, b: lambda log: a(log) and not b(log))(left, right)
         return left
 
+    def _negated(self) -> Predicate:
+        if self._is_keyword("not"):
+            self.pos += 1
+            operand = self._negated()
+            return lambda log: not operand(log)
+        return self._and()
+
     def _and(self) -> Predicate:
-        left = self._unary()
+        left = self._primary()
         while True:
             token = self._peek()
-            if token is None or token == ("op", ")") or self._is_keyword("or") or self._is_keyword("not"):
+            if token is None or token == ("op", ")") or self._is_keyword("or") or self._at_not():
                 return left
             if self._is_keyword("and"):
                 self.pos += 1
-            right = self._unary()
+            right = self._primary()
             left = (lambda a, b: lambda log: a(log) and b(log))(left, right)
-
-    def _unary(self) -> Predicate:
-        if self._is_keyword("not"):
-            self.pos += 1
-            operand = self._unary()
-            return lambda log: not operand(log)
-        return self._primary()
 
     def _primary(self) -> Predicate:
         kind, text = self._next()
@@ -574,8 +595,8 @@ class _SearchCompiler:
             if self._next() != ("op", ")"):
                 raise _query_error("missing )")
             return inner
-        if kind == "quoted":
-            return self._full_text(text, wildcards=False)
+        if kind in ("quoted", "phrase"):
+            return self._full_text(text, wildcards=False, phrase=kind == "phrase")
         if kind != "word":
             raise _query_error(f"unexpected {text!r}")
         if text == "*":
@@ -599,7 +620,7 @@ class _SearchCompiler:
         value_kind, value = self._next()
         if value_kind == "op":
             raise _query_error(f"missing value after {key}:")
-        return self._field(key, value, quoted=value_kind == "quoted")
+        return self._field(key, value, quoted=value_kind != "word", phrase=value_kind == "phrase")
 
     @staticmethod
     def _split_key(word: str) -> tuple[str, str, str]:
@@ -616,33 +637,40 @@ class _SearchCompiler:
             return _TIME_FIELD
         return self.keys.get(key)
 
-    def _field(self, key: str, value: str, quoted: bool) -> Predicate:
+    def _field(self, key: str, value: str, quoted: bool, phrase: bool = False) -> Predicate:
         index = self._index_of(key)
         if index is None:  # no field index: key: value finds nothing
             return lambda log: False
         if value == "*" and not quoted:
             return lambda log: _field_value(log, key) is not None
-        if value == "":
+        if value == "" and not phrase:
             return lambda log: _field_value(log, key) == ""
         if index.kind in ("long", "double"):
             return self._compare(key, "=", value)
-        matcher = _phrase_matcher(value, index, wildcards=not quoted)
-        if matcher is None:
-            return lambda log: False
+        matchers = self._matchers(value, index, quoted, phrase)
 
         def field_matches(log: StoredLog) -> bool:
             stored = _field_value(log, key)
-            return stored is not None and matcher(stored)
+            return stored is not None and all(match(stored) for match in matchers)
 
         return field_matches
 
-    def _full_text(self, text: str, wildcards: bool) -> Predicate:
+    def _full_text(self, text: str, wildcards: bool, phrase: bool = False) -> Predicate:
+        """Each token anywhere in the log (`"a b"` = a and b); a phrase within one value."""
         if self.line is None:  # no full-text index: bare words find nothing
             return lambda log: False
-        matcher = _phrase_matcher(text, self.line, wildcards)
-        if matcher is None:
-            return lambda log: False
-        return lambda log: any(matcher(value) for value in log.contents.values())
+        matchers = self._matchers(text, self.line, not wildcards, phrase)
+        return lambda log: all(any(match(value) for value in log.contents.values()) for match in matchers)
+
+    @staticmethod
+    def _matchers(text: str, index: _FieldIndex, quoted: bool, phrase: bool) -> list[Callable[[str], bool]]:
+        """Tests of one stored value that must all pass; a text with no token finds nothing."""
+        if phrase:
+            if "*" in text or "?" in text:  # doc-detail/416724: fuzzy match is not supported in phrase searches
+                raise _query_error(f"fuzzy match is not supported in phrase searches: #\"{text}\"")
+            matcher = _phrase_matcher(text, index)
+            return [matcher] if matcher is not None else [lambda value: False]
+        return _token_matchers(text, index, wildcards=not quoted) or [lambda value: False]
 
     def _number(self, text: str) -> float:
         number = _as_number(text)

@@ -19,11 +19,19 @@ A, B, C = word("a"), word("b"), word("c")
     ("state:Stopped", word("Stopped", "state")),
     ("a b", And((A, B))),
     ("a and b and c", And((A, B, C))),
-    # precedence: not > and > or; keywords in any case
+    # precedence, SLS's (reference/sls.md §7): and > not > or, so `not` takes the whole and-chain after it
     ("a or b and c", Or((A, And((B, C))))),
     ("a and b or c", Or((And((A, B)), C))),
-    ("not a and b", And((Not(A), B))),
+    ("not a and b", Not(And((A, B)))),
+    ("not a b", Not(And((A, B)))),
+    ("a not b and c", And((A, Not(And((B, C)))))),
+    ("a and not b and c", And((A, Not(And((B, C)))))),
+    ("a b not c", And((A, B, Not(C)))),
+    ("a not b not c", And((A, Not(B), Not(C)))),
+    ("a not b or c", Or((And((A, Not(B))), C))),
+    ("a or not b c", Or((A, Not(And((B, C)))))),
     ("a and not b or c", Or((And((A, Not(B))), C))),
+    ("(not a) and b", And((Not(A), B))),
     ("not not a", Not(Not(A))),
     ("a not b", And((A, Not(B)))),
     ("A AND b OR NOT c", Or((And((word("A"), B)), Not(C)))),
@@ -35,6 +43,12 @@ A, B, C = word("a"), word("b"), word("c")
     ('"and"', word("and")),
     ('"two words"', word("two words")),
     ('"abc*"', word("abc*")),
+    # phrases (Alibaba Cloud "Phrase search"): #"..." full text or key:#"..."
+    ('#"Deleted"', word("Deleted", None, "phrase")),
+    ('#"two words"', word("two words", None, "phrase")),
+    ('state:#"Deleted"', word("Deleted", "state", "phrase")),
+    ('event_name: #"Instance:StateChange" and state: Stopped',
+     And((word("Instance:StateChange", "event_name", "phrase"), word("Stopped", "state")))),
     # wildcards
     ("event_name: Instance*", word("Instance*", "event_name", "prefix")),
     ("St?pped", word("St?pped", None, "wildcard")),
@@ -110,6 +124,13 @@ def test_sql_part_is_split_at_the_first_bar_outside_quotes(text, search, sql):
     ("x | select 'abc", "unterminated string at column 12"),
     ('x | select "abc', "unterminated quoted identifier at column 12"),
     ("x | select 1 /* note", "unterminated comment at column 14"),
+    # SLS refuses `not` with a phrase, and wildcards in one (doc-detail/416724)
+    ('not #"abc def"', "SLS refuses 'not' in a search with a phrase (#\"abc def\")"),
+    ('#"abc" and not state: Running', "SLS refuses 'not' in a search with a phrase (#\"abc\"); use a quoted value "
+                                      "(\"abc\") to negate its words at column 12"),
+    ('state: #"Stop*"', "SLS does not match wildcards in a phrase (#\"...\"); drop the '#' or the wildcard at column 8"),
+    ('event_time_ms: #"5"', "a phrase (#\"...\") searches text, and 'event_time_ms' is a numeric field at column 16"),
+    ('#"abc', "unterminated quoted value at column 2"),
 ])
 def test_errors_name_the_problem_and_the_column(text, message):
     with pytest.raises(QueryError) as caught:

@@ -185,18 +185,29 @@ def test_example_events_per_hour_and_category(conn):
     ("not instance_type: *", UIDS - {"a-pending", "b-pending", "e-deleted", "a-deleted"}),
     ('instance_type: ""', UIDS - {"a-pending", "b-pending", "e-deleted", "a-deleted"}),
     ('instance_name: "web server"', {"a-pending"}),
-    ('instance_name: "server web"', set()),
+    ('instance_name: "server web"', {"a-pending"}),  # SLS: a quoted value means each of its tokens
+    ('instance_name: #"web server"', {"a-pending"}),  # a phrase: the tokens consecutively, in order
+    ('instance_name: #"server web"', set()),
+    ('instance_name: #"server"', {"a-pending"}),
+    ('instance_name: #"WEB"', {"a-pending"}),
+    ('instance_name: "web nginx"', set()),
     ("instance_name: server", {"a-pending"}),
     ("instance_name: serv", set()),
     ("instance_name: serv*", {"a-pending"}),
     ("detail: instanceId", {"a-pending"}),
     (f'detail: "instanceId {A} state"', {"a-pending"}),
-    (f'detail: "{A} instanceId"', set()),
+    (f'detail: "{A} instanceId"', {"a-pending"}),
+    (f'detail: #"{A} instanceId"', set()),
+    (f'detail: #"instanceId {A}"', {"a-pending"}),
     # bare words: every text column
     ("cn-shanghai", {"b-pending", "b-stop-1", "b-stop-2", "b-stop-3", "b-stop-4", "e-deleted"}),
     ("cn-shanghai and not stopped", {"b-pending", "e-deleted"}),
     ('"10.0.0.5"', {"a-running"}),
-    ('"10.0.0.5 47.1.2.3"', set()),  # a phrase never spans two fields
+    ('"10.0.0.5 47.1.2.3"', {"a-running"}),  # each token, in any column
+    ('#"10.0.0.5 47.1.2.3"', set()),  # a phrase never spans two fields
+    ('#"Deleted"', {"e-deleted", "a-deleted"}),
+    ('#"state: pending"', {"a-pending"}),  # detail {..."state":"Pending"}: consecutive tokens, delimiters between
+    ('#"pending state"', set()),
     ("WARN", {"c-interrupt", "d-interrupt"}),
     ("2026-03-07T18*", {"m-scheduled"}),
     # reserved fields
@@ -232,7 +243,7 @@ def test_time_window_is_half_open(conn):
 
 
 def test_parameters_keep_values_out_of_the_sql_text():
-    sql, params = to_sqlite(parse("state: \"x' or 1=1 --\" and event_time_ms > 5"), EVENTS_TABLE)
+    sql, params = to_sqlite(parse("state: #\"x' or 1=1 --\" and event_time_ms > 5"), EVENTS_TABLE)
     assert "1=1" not in sql and "x'" not in sql
     assert params == ["exact", "x' or 1=1 --", 5]
 
@@ -291,6 +302,16 @@ def test_sql(conn, query, expected):
     assert run(conn, query) == expected
 
 
+@pytest.mark.parametrize("query, expected", [
+    ('* | select count(*) as n where "state" = \'Deleted\'', [(2,)]),
+    ('* | select "STATE", count(*) "n" where "__topic__" = \'lifecycle\' group by "STATE" order by "n" desc, 1 limit 2',
+     [("Stopped", 5), ("Deleted", 2)]),
+    ('* | select count(*) as "total" where state = \'Running\' order by "total"', [(1,)]),
+])
+def test_double_quotes_name_columns_and_aliases(conn, query, expected):
+    assert run(conn, query) == expected
+
+
 def test_sql_without_limit_gets_the_sls_default_or_the_given_limit(conn):
     sql, params = to_sqlite(parse("* | select event_uid order by event_uid"), EVENTS_TABLE)
     assert sql.endswith("LIMIT ?") and params == [100]
@@ -312,6 +333,11 @@ def test_sql_without_limit_gets_the_sls_default_or_the_given_limit(conn):
     ("* | select date_format(__time__, '%Y %U')", "'%U' in '%Y %U' is not supported by the local store"),
     ("* | select cast(state as json)", "cast to json is not supported by the local store"),
     ('* | select "__tag__:__receive_time__"', "is not kept by the local store"),
+    # SLS reads "x" as a column (Presto); SQLite would take an unknown one for a string
+    ('* | select count(*) as n where state = "Deleted"',
+     '"Deleted" is not a column of ecs-events: double quotes name a column, as in SLS; write a string in single '
+     "quotes: 'Deleted' at column 36 of the SQL part"),
+    ('* | select "instance" group by "instance"', '"instance" is not a column of ecs-events'),
 ])
 def test_sql_errors(query, message):
     with pytest.raises(QueryError) as caught:

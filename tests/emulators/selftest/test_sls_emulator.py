@@ -429,13 +429,28 @@ def query_client():
     ("not state: Stopped", "BCD"),
     ("__topic__: lifecycle not state: Running", "A"),
     ("__topic__: lifecycle and not state: Running", "A"),
+    # and > not > or (section 7): `not` takes the whole and-chain after it
+    ("__topic__: lifecycle not state: Running and region_id: cn-hangzhou", "AB"),
+    ("__topic__: lifecycle and not state: Running and region_id: cn-hangzhou", "AB"),
+    ("not state: Running region_id: cn-beijing", "ACD"),
+    ("not state: Stopped or region_id: cn-hangzhou", "ABCD"),
+    ("state: Stopped or not region_id: cn-hangzhou __topic__: interruption", "ABD"),
+    ("(not state: Running) region_id: cn-beijing", ""),
     ("state: Stopped or action: delete", "AC"),
     ("state: Stopped OR action: delete", "AC"),
     ("not action: *", "ABD"),
     ('state: ""', "C"),
     ("hardware", "D"),
     ('"hardware failure"', "D"),
-    ('"failure hardware"', ""),
+    ('"failure hardware"', "D"),  # a quoted value means each of its tokens (doc-detail/29060)
+    ('#"hardware failure"', "D"),  # a phrase: the tokens consecutively (doc-detail/416724)
+    ('#"failure hardware"', ""),
+    ('detail: #"reason hardware"', "D"),
+    ('detail: #"hardware reason"', ""),
+    ('#"Stopped"', "A"),
+    ('state:#"stopped"', "A"),
+    ('"cn-hangzhou Stopped"', "A"),  # tokens in different fields
+    ('#"cn-hangzhou Stopped"', ""),  # a phrase lies within one value
     ("failure hardware", "D"),
     ("detail: hardware", "D"),
     ("Stopped", "A"),
@@ -448,7 +463,8 @@ def test_search_subset(query_client, query, expected):
     assert "".join(sorted(log.get_contents()["event_uid"] for log in found)) == expected
 
 
-@pytest.mark.parametrize("query", ["state: (", "event_name: *Change", "(state: Stopped", "event_time_ms > x"])
+@pytest.mark.parametrize("query", ["state: (", "event_name: *Change", "(state: Stopped", "event_time_ms > x",
+                                   'not #"hardware failure"', '#"hardware" and not state: Stopped', '#"hard*"'])
 def test_invalid_query_string(query_client, query):
     error = error_of(query_client.get_log, PROJECT, STORE, NOW - 60, NOW + 60, query=query)
     assert (error.resp_status, error.get_error_code()) == (400, "InvalidQueryString")
