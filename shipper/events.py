@@ -12,6 +12,7 @@ SCHEMA_VERSION = "1"
 EVENTS_TABLE = "ecs-events"
 ACTIONS_TABLE = "shipper-actions"
 DEADLETTER_TABLE = "shipper-deadletter"
+AUDIT_TABLE = "shipper-audit"
 
 EVENT_FIELDS = (
     "schema",
@@ -47,6 +48,15 @@ EVENT_FIELDS = (
     "spot_strategy",
     "tags",
     "stop_cause",
+    # additive to schema "1": who made an API call (records of category `api-call`, envelope `actiontrail`)
+    "actor_type",
+    "actor_name",
+    "actor_principal_id",
+    "actor_access_key_id",
+    "source_ip",
+    "user_agent",
+    "request_id",
+    "error_code",
 )
 
 ACTION_FIELDS = (
@@ -74,10 +84,26 @@ DEADLETTER_FIELDS = (
     "raw_base64",
 )
 
+# Reconciliation findings: the trail (events, calls) against the inventory (audit/reconcile.py).
+AUDIT_FIELDS = (
+    "finding_uid",          # one finding: kind + instance + when it was found
+    "finding",              # unrecorded-creation, unrecorded-release, state-drift, baseline
+    "status",               # open, cleared (a later record of the same kind and instance clears it)
+    "instance_id",
+    "region_id",
+    "instance_name",
+    "instance_type",
+    "inventory_status",     # what DescribeInstances said (Running, Stopped, ... or absent)
+    "recorded_state",       # the last state the trail records
+    "found_time",
+    "detail",
+)
+
 TABLE_FIELDS = {
     EVENTS_TABLE: EVENT_FIELDS,
     ACTIONS_TABLE: ACTION_FIELDS,
     DEADLETTER_TABLE: DEADLETTER_FIELDS,
+    AUDIT_TABLE: AUDIT_FIELDS,
 }
 
 # Fields stored and compared as numbers (SLS index type `long`/`double`).
@@ -97,7 +123,9 @@ STOP_CAUSES = ("spot-reclaim", "system", "billing-lock", "expired", "user-or-api
 STATES = ("Pending", "Starting", "Running", "Stopping", "Stopped", "Deleted")
 # Ties in event time are broken by where a state sits in an instance's life, then by receipt.
 STATE_ORDER = {state: rank for rank, state in enumerate(STATES)}
-CATEGORIES = ("lifecycle", "interruption", "maintenance", "failure", "disk", "snapshot", "network", "performance", "other")
+CATEGORIES = ("lifecycle", "interruption", "maintenance", "failure", "disk", "snapshot", "network", "performance",
+              "other", "api-call")
+API_CALL_CATEGORY, API_CALL_ENVELOPE = "api-call", "actiontrail"
 
 Record = dict  # one row of a store: field name -> str
 
@@ -114,7 +142,7 @@ def new_event(**values: str) -> Record:
 
 
 # The field each table's records are grouped by as `__topic__` (SLS) / `topic` (SQLite).
-TOPIC_FIELD = {EVENTS_TABLE: "category", ACTIONS_TABLE: "hook", DEADLETTER_TABLE: "reason"}
+TOPIC_FIELD = {EVENTS_TABLE: "category", ACTIONS_TABLE: "hook", DEADLETTER_TABLE: "reason", AUDIT_TABLE: "finding"}
 
 
 def topic(table: str, record: dict) -> str:

@@ -24,6 +24,7 @@ _TIME_FIELD = {
     events.EVENTS_TABLE: "event_time_ms",
     events.ACTIONS_TABLE: "decided_time",
     events.DEADLETTER_TABLE: "received_time",
+    events.AUDIT_TABLE: "found_time",
 }
 _HOST = socket.gethostname()
 
