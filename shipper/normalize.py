@@ -108,7 +108,7 @@ def normalize(doc: dict, *, raw: str, received_ms: int) -> dict:
 
     detail = _compact_json(content)
     return _valid_unicode(new_event(
-        event_uid=env.uid or _content_uid(content),
+        event_uid=env.uid.lower() or _content_uid(content),  # event ids are case-insensitive: one form
         envelope=env.envelope,
         event_time=format_time_ms(event_ms),
         event_time_ms=str(event_ms),

@@ -13,6 +13,11 @@ Throttling, 5xx and network errors are retried with exponential backoff and full
 service refuses for its data is split in halves until the offending logs are alone; those, or all logs
 of a request refused for any other lasting reason (missing logstore, credentials), are written to the
 dead-letter logstore (reason `sls-rejected`) and the batch succeeds. If that write fails, the batch fails.
+
+Events are written once (shipper/ledger.py): copies inside a batch collapse (the first wins), those the
+ledger says the events logstore already has are dropped, and each accepted PutLogs request's uids are
+committed to the ledger at once, so a batch that failed on its third request is completed on redelivery
+by sending only what did not land. Actions and dead letters carry no uid of their own and are not deduped.
 """
 from __future__ import annotations
 
@@ -28,7 +33,8 @@ import orjson
 from shipper import __version__, events, registry
 from shipper.telemetry import metrics
 from shipper.cloud import Backoff, CloudError, Credentials, MissingCredentials, credentials_for
-from shipper.cloud.sls import close_client, error_code, make_client, put_log_group
+from shipper.cloud.sls import close_client, endpoint_host, error_code, make_client, put_log_group
+from shipper.ledger import Ledger
 from shipper.registry import Finding
 from shipper.times import format_time_ms
 from shipper.sinks.sqlite import StoreError
@@ -56,6 +62,7 @@ class SlsSinkSettings:
     events_logstore: str = "ecs-events"
     actions_logstore: str = "shipper-actions"
     deadletter_logstore: str = "shipper-deadletter"
+    audit_logstore: str = "shipper-audit"
     compress: str = "lz4"                   # lz4 or deflate
     timeout_seconds: float = 30.0           # per request
     retry_seconds: float = 60.0             # retry a batch this long, then report it failed (redelivered)
@@ -190,9 +197,13 @@ def _describe(error: CloudError) -> str:
 class SlsSink:
     name = "sls"
 
-    def __init__(self, settings: SlsSinkSettings, credentials: Credentials, *,
+    def __init__(self, settings: SlsSinkSettings, credentials: Credentials, *, ledger: Ledger | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+        """Without a ledger (benchmarks), only copies inside one batch are dropped."""
         self.settings = settings
+        self._ledger = ledger
+        # The endpoint's host is part of the name: a project name is unique only within its region.
+        self._ledger_store = f"sls:{endpoint_host(settings.endpoint)}/{settings.project}/{settings.events_logstore}"
         self._client = make_client(settings.endpoint, credentials, timeout=settings.timeout_seconds)
         self._sleep = sleep
         self._clock = clock
@@ -202,12 +213,15 @@ class SlsSink:
             events.EVENTS_TABLE: settings.events_logstore,
             events.ACTIONS_TABLE: settings.actions_logstore,
             events.DEADLETTER_TABLE: settings.deadletter_logstore,
+            events.AUDIT_TABLE: settings.audit_logstore,
         }
         self._encoders = {table: LogEncoder(fields) for table, fields in events.TABLE_FIELDS.items()}
 
     def write(self, table: str, records: list[dict]) -> int:
-        """Logs written to the table's logstore; records SLS refused are dead-lettered, not counted."""
+        """Logs newly written to the table's logstore; records SLS refused are dead-lettered, not counted."""
         deadline = self._clock() + self.settings.retry_seconds
+        if table == events.EVENTS_TABLE:
+            records = self._new_events(records)
         written, rejected = self._write(table, records, deadline)
         if rejected:
             if table == events.DEADLETTER_TABLE:
@@ -220,6 +234,17 @@ class SlsSink:
         close_client(self._client)
 
     # -- internals ---------------------------------------------------------------------------------------
+
+    def _new_events(self, records: list[dict]) -> list[dict]:
+        """The first record of each event_uid, less those the ledger says the events logstore has."""
+        first: dict[str, dict] = {}
+        for record in records:
+            first.setdefault(record["event_uid"], record)
+        fresh = self._ledger.fresh(self._ledger_store, list(first)) if self._ledger else first.keys()
+        kept = [record for uid, record in first.items() if uid in fresh]
+        if len(kept) < len(records):
+            metrics.COPIES_DROPPED.inc(len(records) - len(kept), labels={"sink": self.name})
+        return kept
 
     def _write(self, table: str, records: list[dict], deadline: float) -> tuple[int, list[tuple[dict, str]]]:
         encoder = self._encoders[table]
@@ -236,28 +261,32 @@ class SlsSink:
                 (record, encoder.encode(record, time_s, time_ns)))
         written, rejected = 0, []
         logstore = self._logstores[table]
+        remember = table == events.EVENTS_TABLE and self._ledger is not None
         for topic, logs in by_topic.items():
             tail = group_tail(topic, self._host, self._tags)
             for chunk in _chunks(logs, len(tail)):
-                ok, refused = self._put_or_split(logstore, chunk, tail, deadline)
+                ok, refused = self._put_or_split(logstore, chunk, tail, deadline, remember)
                 written += ok
                 rejected += refused
         return written, rejected
 
-    def _put_or_split(self, logstore: str, chunk: list[tuple[dict, bytes]], tail: bytes,
-                      deadline: float) -> tuple[int, list[tuple[dict, str]]]:
-        """(logs written, [(record, error)] refused); bisects requests refused for their data."""
+    def _put_or_split(self, logstore: str, chunk: list[tuple[dict, bytes]], tail: bytes, deadline: float,
+                      remember: bool) -> tuple[int, list[tuple[dict, str]]]:
+        """(logs written, [(record, error)] refused); bisects requests refused for their data. With
+        `remember`, each accepted request's uids are committed to the ledger before the next is sent."""
         try:
             self._put(logstore, b"".join(item[1] for item in chunk) + tail, len(chunk), deadline)
-            return len(chunk), []
         except CloudError as error:
             if error.code in DATA_ERROR_CODES and len(chunk) > 1:
                 half = len(chunk) // 2
-                first = self._put_or_split(logstore, chunk[:half], tail, deadline)
-                second = self._put_or_split(logstore, chunk[half:], tail, deadline)
+                first = self._put_or_split(logstore, chunk[:half], tail, deadline, remember)
+                second = self._put_or_split(logstore, chunk[half:], tail, deadline, remember)
                 return first[0] + second[0], first[1] + second[1]
             log.warning("sls: %s refused %d logs: %s", logstore, len(chunk), _describe(error))
             return 0, [(record, _describe(error)) for record, _ in chunk]
+        if remember:
+            self._ledger.commit(self._ledger_store, [record["event_uid"] for record, _ in chunk])
+        return len(chunk), []
 
     def _put(self, logstore: str, log_group: bytes, count: int, deadline: float) -> None:
         """One PutLogs, retried while retryable and within the deadline; raises CloudError otherwise."""
@@ -319,7 +348,8 @@ def check(sink: SlsSinkSettings, config=None) -> list[Finding]:
 
 registry.register(registry.Component(
     registry.SINK, "sls", SlsSinkSettings,
-    build=lambda settings, runtime: SlsSink(settings, runtime.credentials("sls sink", StoreError)),
+    build=lambda settings, runtime: SlsSink(settings, runtime.credentials("sls sink", StoreError),
+                                            ledger=runtime.ledger),
     check=check,
     permissions=("log:PostLogStoreLogs", "log:GetLogStore"),
 ))

@@ -457,15 +457,17 @@ def canonical_uid(content: dict) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
+# DESIGN "The event schema": the envelope's id, always lower-cased (event ids are case-insensitive).
 @pytest.mark.parametrize(
     "doc, event_uid",
     [
-        pytest.param(a_doc(), "EVENT-A", id="A-id"),
+        pytest.param(a_doc(), "event-a", id="A-id"),
         pytest.param(a_doc(id=42), "42", id="A-numeric-id"),
-        pytest.param(b_doc(), "DEDUP", id="B-dedupId"),
-        pytest.param(b_doc({"dedupId": DROP}), "TRACE", id="B-traceId"),
-        pytest.param(b_doc({"dedupId": DROP, "traceId": ""}), "META-ID", id="B-sysEventMeta-id"),
-        pytest.param(c_doc(), "acs.ecs:EVENT-C", id="C-source-and-id"),
+        pytest.param(b_doc(), "dedup", id="B-dedupId"),
+        pytest.param(b_doc({"dedupId": DROP}), "trace", id="B-traceId"),
+        pytest.param(b_doc({"dedupId": DROP, "traceId": ""}), "meta-id", id="B-sysEventMeta-id"),
+        pytest.param(c_doc(), "acs.ecs:event-c", id="C-source-and-id"),
+        pytest.param(c_doc(source="ACS.ECS", id="Event-C"), "acs.ecs:event-c", id="C-mixed-case"),
         pytest.param(a_doc(id=DROP), canonical_uid({"resourceId": "i-content", "state": "Running"}), id="A-hash"),
         pytest.param(b_doc({"dedupId": DROP, "traceId": DROP}, {"id": DROP}),
                      canonical_uid({"resourceId": "i-content", "state": "Stopped"}), id="B-hash"),
@@ -476,6 +478,13 @@ def canonical_uid(content: dict) -> str:
 )
 def test_event_uid(doc, event_uid):
     assert norm(doc)["event_uid"] == event_uid
+
+
+@pytest.mark.parametrize("make", [lambda uid: a_doc(id=uid), lambda uid: b_doc({"dedupId": uid}),
+                                  lambda uid: c_doc(id=uid)], ids=["A", "B", "C"])
+def test_event_uid_is_case_insensitive(make):
+    """Two deliveries of one event whose id differs only in case are one event (one uid)."""
+    assert norm(make("7C9E6679-7425-40DE"))["event_uid"] == norm(make("7c9e6679-7425-40De"))["event_uid"]
 
 
 def test_hash_uid_ignores_formatting_and_received_time():

@@ -1,0 +1,158 @@
+"""The delivery ledger: which event_uids each store has committed, so a redelivered copy is not sent again.
+
+A sink asks `fresh(store, uids)` before it writes and calls `commit(store, uids)` after each request the
+store accepted, so a batch that failed half-way is completed on redelivery with only what did not land.
+`store` names one destination (`sls:<endpoint>/<project>/<logstore>`): two sinks never mask each other.
+
+It lives in `<data_dir>/ledger.db`, SQLite in WAL mode with a busy timeout, so several shipper processes
+on one host share it. Entries are kept `days` after their commit (pruned now and then, not on every call):
+MNS keeps a message at most 7 days, so a copy from a source comes back within that window.
+
+The ledger only ever saves a duplicate, never a record: when it cannot be read or written (disk full, a
+damaged file), `fresh` answers "all fresh" and `commit` forgets, the sink writes anyway (at-least-once beats
+dedupe), one line is logged per failure streak and `shipper_ledger_errors_total` counts each failure.
+A damaged file is moved aside and a new one started; every call retries, so it recovers by itself.
+synchronous=NORMAL is enough for the same reason: a commit lost at power failure costs one duplicate.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from shipper.telemetry import metrics
+
+log = logging.getLogger("shipper.ledger")
+
+DEFAULT_DAYS = 7.0
+PRUNE_EVERY_SECONDS = 600.0
+BUSY_TIMEOUT_SECONDS = 10.0
+# SQLite's default limit on bound parameters was 999 before 3.32; stay under it with the store bound too.
+MAX_UIDS_PER_QUERY = 900
+
+
+def ledger_path(data_dir: str | Path) -> Path:
+    return Path(data_dir) / "ledger.db"
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS committed (store TEXT NOT NULL, event_uid TEXT NOT NULL, "
+                     "committed_ms INTEGER NOT NULL, PRIMARY KEY (store, event_uid)) WITHOUT ROWID")
+        conn.execute("CREATE INDEX IF NOT EXISTS committed_by_time ON committed (committed_ms)")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged SQLite file and its WAL files out of the way (kept for a look); the file's new name."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        if Path(f"{path}{suffix}").exists():
+            Path(f"{path}{suffix}").rename(f"{aside}{suffix}")
+    return aside
+
+
+def _is_damaged(error: sqlite3.Error) -> bool:
+    name = getattr(error, "sqlite_errorname", "")
+    return name.startswith("SQLITE_CORRUPT") or name == "SQLITE_NOTADB"
+
+
+class Ledger:
+    def __init__(self, path: str | Path, *, days: float = DEFAULT_DAYS, clock: Callable[[], float] = time.time):
+        """Opens on first use, and reopens after a failure: constructing it never fails."""
+        self.path = Path(path)
+        self.days = days
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._failing = False
+        self._next_prune = 0.0
+
+    def fresh(self, store: str, uids: list[str]) -> set[str]:
+        """The uids the store has not committed; all of them when the ledger cannot be read."""
+        wanted = set(uids)
+        with self._lock:
+            try:
+                conn = self._connection()
+                known = set()
+                for start in range(0, len(uids), MAX_UIDS_PER_QUERY):
+                    part = uids[start:start + MAX_UIDS_PER_QUERY]
+                    marks = ",".join("?" * len(part))
+                    known.update(row[0] for row in conn.execute(
+                        f"SELECT event_uid FROM committed WHERE store = ? AND event_uid IN ({marks})", (store, *part)))
+            except (sqlite3.Error, OSError) as error:
+                self._failed("read", error)
+                return wanted
+            self._recovered()
+            return wanted - known
+
+    def commit(self, store: str, uids: Iterable[str]) -> None:
+        """Remember that the store has these uids (one transaction); forgets them when it cannot write."""
+        now = self._clock()
+        rows = [(store, uid, int(now * 1000)) for uid in uids]
+        with self._lock:
+            try:
+                conn = self._connection()
+                with conn:  # commits, or rolls back on an error
+                    conn.execute("BEGIN")
+                    conn.executemany("INSERT OR IGNORE INTO committed VALUES (?, ?, ?)", rows)
+                if now >= self._next_prune:
+                    self._prune(conn, now)
+            except (sqlite3.Error, OSError) as error:
+                self._failed("write", error)
+                return
+            self._recovered()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = _connect(self.path)
+        return self._conn
+
+    def _prune(self, conn: sqlite3.Connection, now: float) -> None:
+        """Forget entries older than the window: a copy that late is sent again (a duplicate, not a loss)."""
+        oldest_ms = int((now - self.days * 86400) * 1000)
+        removed = conn.execute("DELETE FROM committed WHERE committed_ms < ?", (oldest_ms,)).rowcount
+        self._next_prune = now + PRUNE_EVERY_SECONDS
+        if removed:
+            log.debug("ledger %s: forgot %d entries older than %g days", self.path, removed, self.days)
+
+    def _failed(self, what: str, error: Exception) -> None:
+        metrics.LEDGER_ERRORS.inc()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if isinstance(error, sqlite3.Error) and _is_damaged(error):
+            try:
+                aside = move_aside(self.path)
+                log.warning("ledger %s is damaged (%s): moved it to %s; a new one starts now (copies of events "
+                            "already committed may be written once more)", self.path, error, aside.name)
+                return
+            except OSError as move_error:
+                error = move_error
+        if not self._failing:
+            log.warning("ledger %s: cannot %s it (%s); writing without dedupe (copies may be written more "
+                        "than once) until it works again: check the disk and the file", self.path, what, error)
+        self._failing = True
+
+    def _recovered(self) -> None:
+        if self._failing:
+            log.warning("ledger %s works again", self.path)
+            self._failing = False
