@@ -68,15 +68,19 @@ def _check_openapi(config: Config) -> Finding:
 
 
 INVENTORY_PERMISSIONS = ("ecs:DescribeInstances",)
+ACTIONTRAIL_PERMISSIONS = ("actiontrail:LookupEvents",)
 ALL_REGIONS_PERMISSION = "ecs:DescribeRegions"  # [openapi] regions = ["all"]: the list comes from ECS
 
 
 def required_permissions(config: Config) -> list[str]:
-    """The RAM actions the configured sources, sinks, enabled hooks and the inventory call, sorted, each once."""
+    """The RAM actions the configured sources, sinks, enabled hooks, the inventory and the ActionTrail poller
+    call, sorted, each once."""
     configured = [*config.sources, *config.sinks, *config.enabled_hooks()]
     actions = {action for settings in configured for action in registry.for_settings(settings).permissions}
     if config.inventory.enabled:
         actions.update(INVENTORY_PERMISSIONS)
-    if _openapi_users(config) and config.openapi.regions == ("all",):
+    if config.actiontrail.enabled:
+        actions.update(ACTIONTRAIL_PERMISSIONS)
+    if (_openapi_users(config) or config.actiontrail.enabled) and config.openapi.regions == ("all",):
         actions.add(ALL_REGIONS_PERMISSION)
     return sorted(actions)

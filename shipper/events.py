@@ -88,7 +88,7 @@ DEADLETTER_FIELDS = (
 AUDIT_FIELDS = (
     "finding_uid",          # one finding: kind + instance + when it was found
     "finding",              # unrecorded-creation, unrecorded-release, state-drift, baseline
-    "status",               # open, cleared (a later record of the same kind and instance clears it)
+    "status",               # open, cleared (a later record of the same finding_uid), info (a baseline: not a hole)
     "instance_id",
     "region_id",
     "instance_name",
@@ -118,7 +118,7 @@ IDENTITY_FIELDS = ("instance_name", "instance_type", "private_ip", "public_ip", 
                    "charge_type", "spot_strategy", "tags")
 
 # Why an instance stopped (the `stop_cause` of Stopped and Deleted rows; instances/stop_cause.py decides).
-STOP_CAUSES = ("spot-reclaim", "system", "billing-lock", "expired", "user-or-api")
+STOP_CAUSES = ("spot-reclaim", "system", "billing-lock", "expired", "user", "api", "service", "user-or-api")
 
 STATES = ("Pending", "Starting", "Running", "Stopping", "Stopped", "Deleted")
 # Ties in event time are broken by where a state sits in an instance's life, then by receipt.

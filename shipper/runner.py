@@ -15,14 +15,18 @@ from shipper import events, registry
 from shipper.telemetry import metrics
 from shipper.config import Config
 from shipper.cloud import Credentials, credentials_for
+from shipper.audit.report import Auditor
 from shipper.hooks.alert_keys import AlertKeys, alert_keys_path
 from shipper.hooks.alerts import AlertIntake
 from shipper.hooks.engine import HookEngine
+from shipper.cloud.actiontrail import ActionTrail
 from shipper.cloud.openapi import OpenApi
 from shipper.instances.inventory import InventorySync, Lookups
 from shipper.instances.registry import InstanceRegistry, registry_path
 from shipper.ledger import Ledger, ledger_path
 from shipper.pipeline import Pipeline
+from shipper.read.stores import open_store
+from shipper.trail_poller import TrailPoller, state_path
 
 log = logging.getLogger("shipper.run")
 
@@ -49,6 +53,7 @@ class Runtime:
         self.engine: HookEngine | None = None
         self.alerts: AlertIntake | None = None
         self._openapi: OpenApi | None = None
+        self.trail_poller: TrailPoller | None = None
 
     def credentials(self, what: str, error: type[Exception]) -> Credentials:
         """The ALIBABA_CLOUD_* credentials, or `error` saying "<what>: set …"."""
@@ -71,10 +76,32 @@ class Runtime:
         api = self.openapi("inventory")
         self._lookups = Lookups(api, settings.lookup_wait_ms / 1000, self.config.openapi.regions[0])
         self.instances.set_lookup(self._lookups)
-        self.inventory = InventorySync(api, settings.interval_seconds).start()
+        self.inventory = InventorySync(api, settings.interval_seconds, on_synced=self._auditor()).start()
         if not self.inventory.first_done.wait(settings.startup_wait_seconds):
             log.warning("inventory: the first sync is still running after %.0f s; starting the sources anyway",
                         settings.startup_wait_seconds)
+
+    def start_actiontrail(self) -> None:
+        """With `[actiontrail] enabled`: the LookupEvents poller, into the started pipeline."""
+        settings = self.config.actiontrail
+        if not settings.enabled:
+            return
+        api = self.openapi("actiontrail")
+        self.trail_poller = TrailPoller(ActionTrail(api), api.regions, self.pipeline.record, settings,
+                                        state_path(self.config.shipper.data_dir)).start()
+
+    def _auditor(self):
+        """With `[audit] enabled`: after each sync, the trail reconciled with it into shipper-audit. A batch
+        of findings that fails to commit is found again (the same finding_uid) by the next sync."""
+        if not self.config.audit.enabled:
+            return None
+        pipeline = self.pipeline
+
+        def record(findings: list[dict]) -> None:
+            pipeline.record(events.AUDIT_TABLE, findings, lambda ok: ok or log.warning(
+                "audit: %d finding records not written; the next sync finds them again", len(findings)))
+
+        return Auditor(lambda: open_store(self.config), record, self.config.audit.drift_window_seconds).on_synced
 
     def recent_events(self, instance_id: str) -> list[dict]:
         return self.engine.recent_events(instance_id) if self.engine else []
@@ -110,6 +137,8 @@ class Runtime:
         """Stop receiving, let hooks finish what is due, flush, acknowledge; True when all was written."""
         for source in sources:
             source.stop()
+        if self.trail_poller:
+            self.trail_poller.close()
         if self.engine:
             self.engine.close(min(grace / 2, 5.0))  # undecided events come back with their messages
         drained = self.pipeline.close(grace) if self.pipeline else True
@@ -170,6 +199,7 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
         runtime.build_hooks()
         runtime.start_inventory()
         pipeline.start()
+        runtime.start_actiontrail()
         for source in runtime.build_sources():
             started.append(source.start())
     except BaseException:

@@ -49,7 +49,8 @@ class SimEvent:
     `time_ms` is when it is delivered: the event time, or later for a redelivered duplicate. `state` is
     the schema state (`Pending` for a `Created` message), `event_status` the system-event status.
     `stop_cause` is why a Stopped or Deleted instance stopped, as the simulator planned it (the truth a
-    stored row's inferred stop_cause is checked against).
+    stored row's inferred stop_cause is checked against). `caller` is the eventId of the ActionTrail event
+    (FleetSimulator.trail) of the API call that caused this state change, "" when none did.
     """
 
     time_ms: int
@@ -60,6 +61,7 @@ class SimEvent:
     envelope: str
     body: bytes
     stop_cause: str = ""
+    caller: str = ""
 
 
 class _Region(NamedTuple):
@@ -149,6 +151,17 @@ class _Step(NamedTuple):
     seq: int
     what: str | _SystemEvent | None
     stop_cause: str = ""
+    caller: str = ""  # the eventId of the call that caused this state change
+
+
+class _Call(NamedTuple):
+    """A planned API call: made `time_ms`, it causes the state changes at `caused` (indexes into the plan)."""
+
+    time_ms: int
+    event_id: str
+    name: str
+    actor: str      # a key of _ACTORS
+    caused: tuple[int, ...]
 
 
 class _EventParts(NamedTuple):
@@ -159,6 +172,22 @@ class _EventParts(NamedTuple):
     content: dict
     state: str
     event_status: str
+
+
+# Who calls (reference/actiontrail.md §1.6, §1.7, §1.10): (eventType, userIdentity, userAgent, source IP).
+# Console calls carry no access key; CLI calls carry the caller's. Auto Scaling as a service-linked role and
+# the expiry release as a system `AliyunServiceEvent`: both identities are UNCONFIRMED in the reference.
+_ACTORS = {
+    "console": ("ConsoleOperation", {"type": "ram-user", "userName": "alice", "principalId": "203800412298761234"},
+                "ecs.console.aliyun.com", "203.0.113.7"),
+    "cli": ("ApiCall", {"type": "ram-user", "userName": "deploy", "principalId": "207511830044912345",
+                        "accessKeyId": "LTAI5tSimDeployKey0042"}, "Aliyun-CLI/3.0.200", "198.51.100.23"),
+    "autoscaling": ("ApiCall", {"type": "assumed-role", "userName": "AliyunServiceRoleForAutoScaling:ess",
+                                "principalId": "300928371625487123:ess", "accessKeyId": "STS.NSimEssToken0000001"},
+                    "ess.aliyuncs.com", "ess.aliyuncs.com"),
+    "system": ("AliyunServiceEvent", {"type": "system", "userName": "ecs.aliyuncs.com"}, "ecs.aliyuncs.com",
+               "ecs.aliyuncs.com"),
+}
 
 
 class FleetSimulator:
@@ -226,6 +255,29 @@ class FleetSimulator:
 
     def _timeline(self, index: int) -> Iterator[_Step]:
         """One instance's steps in time order, cut at the window's end; planned on first use."""
+        planned = self._plan(index)
+        callers = [""] * len(planned)
+        for call in self._calls(index, planned):
+            for seq in call.caused:
+                callers[seq] = call.event_id
+        for seq, ((time_ms, what, *cause), caller) in enumerate(zip(planned, callers)):
+            if time_ms > self.end_ms:
+                return
+            yield _Step(time_ms, index, seq, what, cause[0] if cause else "", caller)
+
+    def trail(self) -> Iterator[dict]:
+        """The ActionTrail events (reference/actiontrail.md §1.5) of the API calls behind the planned state
+        changes, in time order within the window: creations by the console, the CLI or Auto Scaling,
+        deliberate stops, restarts and releases by console or CLI users, the release of an expired
+        subscription by the system. Spot reclaims, system and billing stops have no call. The same seed gives
+        the same events, and SimEvent.caller names each one's eventId."""
+        calls = [(call, index) for index in range(len(self.fleet)) for call in self._calls(index, self._plan(index))]
+        for call, index in sorted(calls, key=lambda item: (item[0].time_ms, item[1])):
+            if call.time_ms <= self.end_ms:
+                yield self._trail_event(self.fleet[index], call)
+
+    def _plan(self, index: int) -> list[tuple]:
+        """One instance's (time_ms, what[, stop cause]) in time order, with its own RNG."""
         instance = self.fleet[index]
         rng = random.Random(f"{self.seed}:{instance.instance_id}")
         planned: list[tuple[int, str | _SystemEvent | None]] = []
@@ -246,10 +298,58 @@ class FleetSimulator:
             else:
                 planned += self._plan_stop(rng, t, instance)
         planned.sort(key=lambda item: item[0])
-        for seq, (time_ms, what, *cause) in enumerate(planned):
-            if time_ms > self.end_ms:
-                return
-            yield _Step(time_ms, index, seq, what, *cause)
+        return planned
+
+    def _calls(self, index: int, planned: list[tuple]) -> list[_Call]:
+        """The calls behind an instance's planned state changes, each a few seconds before the first change it
+        causes: the creation (Pending, Starting, Running), a deliberate stop (Stopping, Stopped), a start
+        after a stop (Starting, Running), a release (Deleted: by a user after a deliberate stop, by the system
+        after an expiry). Its own RNG: the events' rendering is unchanged by it."""
+        instance = self.fleet[index]
+        rng = random.Random(f"{self.seed}:{instance.instance_id}:trail")
+        states = [(seq, what, cause[0] if cause else "") for seq, (_, what, *cause) in enumerate(planned)
+                  if isinstance(what, str)]
+        calls = []
+
+        def call(name: str, actor: str, caused: tuple[int, ...]) -> None:
+            time_ms = planned[caused[0]][0] - rng.randint(1 * _SECOND, 8 * _SECOND)
+            calls.append(_Call(time_ms, str(uuid.UUID(int=rng.getrandbits(128), version=4)), name, actor, caused))
+
+        for position, (seq, what, cause) in enumerate(states):
+            following = [s for s, _, _ in states[position + 1:position + 3]]
+            if any(seq in c.caused for c in calls):
+                continue
+            if position == 0:
+                actor = "autoscaling" if instance.spot and rng.random() < 0.5 else rng.choice(("console", "cli"))
+                call("RunInstances", actor, (seq, *following))
+            elif what == "Stopping" and states[position + 1][2] == "user-or-api":
+                call("StopInstance", rng.choice(("console", "cli")), (seq, following[0]))
+            elif what == "Starting":
+                call("StartInstance", rng.choice(("console", "cli")), (seq, *following[:1]))
+            elif what == "Deleted" and cause == "user-or-api":
+                call("DeleteInstance", rng.choice(("console", "cli")), (seq,))
+            elif what == "Deleted" and cause == "expired":
+                call("Release", "system", (seq,))
+        return calls
+
+    def _trail_event(self, instance: SimInstance, call: _Call) -> dict:
+        event_type, identity, user_agent, source_ip = _ACTORS[call.actor]
+        rng = random.Random(call.event_id)
+        event = {
+            "eventId": call.event_id, "eventVersion": 1, "eventType": event_type, "eventRW": "Write",
+            "eventCategory": "Management", "eventName": call.name, "serviceName": "Ecs", "apiVersion": "2014-05-26",
+            "eventSource": f"ecs.{instance.region_id}.aliyuncs.com", "eventTime": format_rfc3339_seconds(call.time_ms // 1000),
+            "acsRegion": instance.region_id, "requestId": str(uuid.UUID(int=rng.getrandbits(128), version=4)).upper(),
+            "isGlobal": False, "sourceIpAddress": source_ip, "userAgent": user_agent,
+            "userIdentity": ({"accountId": self.account_id} if call.actor != "system" else {}) | identity,
+            "requestParameters": {"InstanceId": instance.instance_id, "RegionId": instance.region_id},
+            "referencedResources": {"ACS::ECS::Instance": [instance.instance_id]},
+        }
+        if call.name == "RunInstances":
+            event["requestParameters"] = {"RegionId": instance.region_id, "InstanceType": instance.instance_type,
+                                          "ZoneId": instance.zone_id, "MinAmount": 1, "MaxAmount": 1}
+            event["responseElements"] = {"InstanceIdSets": {"InstanceIdSet": [instance.instance_id]}}
+        return event
 
     def _plan_reclaim(self, rng: random.Random, running_ms: int) -> list:
         notice_ms = _between(rng, running_ms + 30 * _SECOND, self.end_ms)
@@ -366,7 +466,7 @@ class FleetSimulator:
         else:
             message = self._eventbridge_message(instance, event, step.time_ms, event_id, rng)
         return SimEvent(step.time_ms, instance.instance_id, event.event_name, event.state, event.event_status,
-                        envelope, orjson.dumps(message), step.stop_cause)
+                        envelope, orjson.dumps(message), step.stop_cause, step.caller)
 
     def _cms_message(self, instance: SimInstance, event: _EventParts, time_ms: int, event_id: str,
                      rng: random.Random) -> dict:

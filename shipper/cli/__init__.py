@@ -2,7 +2,7 @@
 
 This module holds the `main` group and what its commands share (the --config and --store options, config
 loading); each command group is a module: run (run, check, replay), search (search, lifecycle),
-dashboards (the dashboards group), simulate (simulate, normalize). format draws tables.
+dashboards (the dashboards group), simulate (simulate, normalize), audit (audit, backfill). format draws tables.
 """
 from __future__ import annotations
 
@@ -38,9 +38,11 @@ def main() -> None:
 
 
 # The command modules read the names above, so they are imported after them.
-from shipper.cli import dashboards, run, search, simulate  # noqa: E402
+from shipper.cli import audit, dashboards, run, search, simulate  # noqa: E402
 
 for _command in (run.run, run.check, run.replay, search.search, search.lifecycle, dashboards.dashboards,
-                 simulate.simulate, simulate.normalize):
+                 simulate.simulate, simulate.normalize,
+                 audit.audit,
+                 audit.backfill):
     main.add_command(_command)
 del _command

@@ -101,8 +101,13 @@ def lifecycle(instance_id: str, as_json: bool, store: str | None, config_path: s
 
     Works long after release: name, type and zone come from the instance registry or from earlier events
     when the Deleted event lacks them. Each stop says why (stop_cause: spot-reclaim, system, billing-lock,
-    expired, user-or-api). Events with the same time are shown in lifecycle order (Pending, Starting,
-    Running, Stopping, Stopped, Deleted), then as received.
+    expired, user, api, service, user-or-api). Events with the same time are shown in lifecycle order
+    (Pending, Starting, Running, Stopping, Stopped, Deleted), then as received.
+
+    \b
+    With ActionTrail calls in the store, each state change says which call caused it:
+      Stopped — StopInstance by RAM user alice from 203.0.113.7 via console, 4 s before
+    (--json: a `caused_by` object on each state change, null when no call explains it).
     """
     from shipper.cli.format import format_table
     from shipper.instances.registry import read_entry, registry_path
@@ -126,3 +131,8 @@ def lifecycle(instance_id: str, as_json: bool, store: str | None, config_path: s
     columns = ["event_time", "event_name", "state", "stop_cause", "event_status", "level", "instance_name",
                "instance_type"]
     click.echo(format_table(columns, [[e[c] for c in columns] for e in timeline]))
+    if any(e["category"] == events.API_CALL_CATEGORY for e in timeline):
+        click.echo("\ncaused by:")
+        for e in (e for e in timeline if e["state"]):
+            caller = e["caused_by"]["text"] if e["caused_by"] else "no call on record"
+            click.echo(f"{e['event_time']}  {e['state']} — {caller}")

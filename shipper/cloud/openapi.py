@@ -40,8 +40,8 @@ from shipper.instances.model import Instance
 
 log = logging.getLogger(__name__)
 
-ECS, SLB, ALB, NLB = "Ecs", "Slb", "Alb", "Nlb"
-VERSIONS = {ECS: "2014-05-26", SLB: "2014-05-15", ALB: "2020-06-16", NLB: "2022-04-30"}
+ECS, SLB, ALB, NLB, ACTIONTRAIL = "Ecs", "Slb", "Alb", "Nlb", "Actiontrail"
+VERSIONS = {ECS: "2014-05-26", SLB: "2014-05-15", ALB: "2020-06-16", NLB: "2022-04-30", ACTIONTRAIL: "2020-07-06"}
 
 MAX_ATTEMPTS = 5
 BACKOFF_BASE_SECONDS = 0.5
@@ -59,7 +59,7 @@ ALL_REGIONS = "all"                 # `[openapi] regions = ["all"]`: every regio
 HOME_REGION = "cn-hangzhou"         # where DescribeRegions is asked when no region is configured
 # The public endpoints; `{region}` is the call's region (openapi.md, the table at the top).
 PUBLIC_ENDPOINTS = {ECS: "ecs.{region}.aliyuncs.com", SLB: "slb.aliyuncs.com", ALB: "alb.{region}.aliyuncs.com",
-                    NLB: "nlb.{region}.aliyuncs.com"}
+                    NLB: "nlb.{region}.aliyuncs.com", ACTIONTRAIL: "actiontrail.{region}.aliyuncs.com"}
 
 RETRYABLE_CODES = frozenset({
     "Throttling", "Throttling.User", "Throttling.Api", "ServiceUnavailable", "InternalError", "UnknownError",
@@ -117,7 +117,7 @@ class OpenApi:
             self._client = AcsClient(credentials.access_key_id, credentials.access_key_secret, self._home,
                                      auto_retry=False, proxy=no_proxy, **timeouts)
         overrides = {ECS: settings.ecs_endpoint, SLB: settings.slb_endpoint, ALB: settings.alb_endpoint,
-                     NLB: settings.nlb_endpoint}
+                     NLB: settings.nlb_endpoint, ACTIONTRAIL: settings.actiontrail_endpoint}
         self._endpoints = {product: endpoint_url(overrides[product] or PUBLIC_ENDPOINTS[product])
                            for product in PUBLIC_ENDPOINTS}
 
@@ -372,6 +372,7 @@ def _instance(raw: dict) -> Instance:
         lock_reasons=locks,
         spot_strategy=raw.get("SpotStrategy") or "NoSpot", charge_type=raw.get("InstanceChargeType", ""),
         stopped_mode=raw.get("StoppedMode", ""), expired_time=raw.get("ExpiredTime", ""),
+        creation_time=raw.get("CreationTime", ""),
         zone_id=raw.get("ZoneId", ""), instance_type=raw.get("InstanceType", ""),
         instance_name=raw.get("InstanceName", ""), private_ips=tuple(private), public_ips=tuple(public))
 

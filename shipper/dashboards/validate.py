@@ -311,11 +311,25 @@ def _seed_rows() -> dict[str, list[dict]]:
                      level="WARN", instance_id="i-bp1seed0000000000003", zone_id="cn-hangzhou-h",
                      charge_type="PrePaid", spot_strategy="NoSpot", at=t0 + 1_200_000, uid="seed-maintenance",
                      not_before=format_time_ms(t0 + 86_400_000)))
+    # ActionTrail calls (api-call records, shipper/trail.py): who created, stopped and released web-1, and a
+    # call that failed
+    calls = [("RunInstances", -5, "ram-user", "ops", "Aliyun-CLI/3.0.200", ""),
+             ("StopInstance", 3598, "ram-user", "alice", "AliyunConsole", ""),
+             ("StartInstance", 3700, "assumed-role", "deployer:ci", "aliyun-python-sdk-core/2.16.1",
+              "IncorrectInstanceStatus"),
+             ("DeleteInstance", 7190, "system", "ecs.aliyuncs.com", "ecs.aliyuncs.com", "")]
+    for name, seconds, actor_type, actor_name, user_agent, error_code in calls:
+        rows.append(dict(instance_id=web["instance_id"], event_name=f"ActionTrail:{name}", category="api-call",
+                         envelope="actiontrail", level="WARN" if error_code else "INFO", actor_type=actor_type,
+                         actor_name=actor_name, actor_principal_id="203355370000000001", source_ip="203.0.113.7",
+                         actor_access_key_id="LTAI****Ab12", user_agent=user_agent, request_id=f"seed-request-{name}",
+                         error_code=error_code, at=t0 + seconds * 1000,
+                         uid=f"actiontrail:seed-{name.lower()}:{web['instance_id']}"))
     ecs = []
     for row in rows:
         at, uid = row.pop("at"), row.pop("uid")
         ecs.append(events.new_event(
-            event_uid=uid, envelope="cms", event_time=format_time_ms(at), event_time_ms=str(at),
+            event_uid=uid, envelope=row.pop("envelope", "cms"), event_time=format_time_ms(at), event_time_ms=str(at),
             received_time=format_time_ms(at + 1500), account_id="1234567890123456", region_id="cn-hangzhou",
             product="ECS", resource_type="instance", resource_id=row["instance_id"], **row))
     decided, finished = format_time_ms(t0 + 3_700_000), format_time_ms(t0 + 3_760_000)

@@ -15,7 +15,9 @@ import concurrent.futures
 import logging
 import threading
 import time
+from typing import Callable
 
+from shipper.audit.reconcile import Snapshot
 from shipper.cloud import CloudError
 from shipper.telemetry import metrics
 
@@ -27,9 +29,11 @@ IDS_PER_CALL = 100  # DescribeInstances InstanceIds (reference/openapi.md, Descr
 class InventorySync:
     """A thread that lists the fleet into the registry at start and every `interval_seconds`."""
 
-    def __init__(self, openapi, interval_seconds: float):
+    def __init__(self, openapi, interval_seconds: float, on_synced: Callable[[Snapshot], None] | None = None):
+        """`on_synced` hears of each sync's Snapshot (the audit's reconciliation), on the sync's thread."""
         self._openapi = openapi
         self._interval = interval_seconds
+        self._on_synced = on_synced
         self._stop = threading.Event()
         self.first_done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="shipper-inventory", daemon=True)
@@ -40,24 +44,33 @@ class InventorySync:
 
     def sync(self) -> int:
         """List every configured region once; returns the instances seen. A region that fails is logged
-        and counted and the others still listed: the next sync tries it again."""
+        and counted and the others still listed: the next sync tries it again, and this sync's Snapshot is
+        incomplete (its absences prove nothing)."""
+        taken_ms = int(time.time() * 1000)
         try:
             regions = self._openapi.regions()
         except CloudError as e:
             metrics.INVENTORY_ERRORS.inc(labels={"region": "all"})
             log.error("inventory: DescribeRegions failed (%s: %s); next try in %.0f s", e.code, e.message, self._interval)
+            self._synced(Snapshot(taken_ms, {}, frozenset(), complete=False))
             return 0
-        started, seen = time.monotonic(), 0
+        started, seen, listed = time.monotonic(), {}, set()
         for region in regions:
             try:
-                seen += sum(1 for _ in self._openapi.list_instances(region))
+                seen.update((i.instance_id, i) for i in self._openapi.list_instances(region))
+                listed.add(region)
             except CloudError as e:
                 metrics.INVENTORY_ERRORS.inc(labels={"region": region})
                 log.error("inventory: DescribeInstances in %s failed (%s: %s); next try in %.0f s",
                           region, e.code, e.message, self._interval)
-        metrics.INVENTORY_INSTANCES.set(seen)
-        log.info("inventory: %d instances in %d region(s) in %.1f s", seen, len(regions), time.monotonic() - started)
-        return seen
+        metrics.INVENTORY_INSTANCES.set(len(seen))
+        log.info("inventory: %d instances in %d region(s) in %.1f s", len(seen), len(regions), time.monotonic() - started)
+        self._synced(Snapshot(taken_ms, seen, frozenset(listed), complete=len(listed) == len(regions)))
+        return len(seen)
+
+    def _synced(self, snapshot: Snapshot) -> None:
+        if self._on_synced:
+            self._on_synced(snapshot)
 
     def _loop(self) -> None:
         while True:

@@ -18,6 +18,7 @@ class Instance:
     charge_type: str = ""               # PrePaid | PostPaid
     stopped_mode: str = ""              # KeepCharging | StopCharging | Not-applicable
     expired_time: str = ""              # minute precision, YYYY-MM-DDTHH:MMZ
+    creation_time: str = ""             # minute precision, YYYY-MM-DDTHH:MMZ (the audit: older than the trail?)
     zone_id: str = ""
     instance_type: str = ""
     instance_name: str = ""

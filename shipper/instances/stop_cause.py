@@ -4,7 +4,8 @@ Deleted row and by the restart hook's decision.
 A Stopped event never says who stopped the instance (reference/events.md §5.1), so the cause is inferred
 from what came shortly before it (an interruption notice, a system event, a billing event) and from what
 DescribeInstances last said (OperationLocks, charge type and expiry); what none of these explains was a
-deliberate stop: `user-or-api` (ActionTrail can later say which).
+deliberate stop: `user-or-api`. When ActionTrail recorded the call that made the stop, the lifecycle join
+(read/lifecycle.py) says which: `user` (console), `api` (CLI, SDK) or `service` (a cloud service or the system).
 """
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from shipper.times import parse_minute_seconds
 
 SPOT_RECLAIM, SYSTEM, BILLING_LOCK, EXPIRED, USER_OR_API = (
     "spot-reclaim", "system", "billing-lock", "expired", "user-or-api")
+USER, API, SERVICE = "user", "api", "service"
+# A deliberate stop explained by a call: the cause by how the call was made (trail.via()).
+CALLER_CAUSES = {"console": USER, "cli": API, "sdk": API, "service": SERVICE}
 
 INTERRUPTION = "Instance:PreemptibleInstanceInterruption"
 RECENT_SECONDS = 3600.0                  # events this close to a stop can explain it

@@ -186,5 +186,5 @@ def _sls_store(sls) -> SlsStore:
 
     credentials = credentials_for("sls", StoreUnavailable)
     logstores = {events.EVENTS_TABLE: sls.events_logstore, events.ACTIONS_TABLE: sls.actions_logstore,
-                 events.DEADLETTER_TABLE: sls.deadletter_logstore}
+                 events.DEADLETTER_TABLE: sls.deadletter_logstore, events.AUDIT_TABLE: sls.audit_logstore}
     return SlsStore(make_client(sls.endpoint, credentials, timeout=sls.timeout_seconds), sls.project, logstores)

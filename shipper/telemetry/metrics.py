@@ -91,9 +91,23 @@ DEAD_LETTERS = Counter("shipper_dead_letters_total", "Messages dead-lettered, by
 SINK_ERRORS = Counter("shipper_sink_errors_total", "Batch writes a sink refused.")
 CACHE_SAVE_ERRORS = Counter("shipper_cache_save_errors_total",
                             "Instance cache saves that failed; the entries stay unsaved and are saved again next time.")
+LEDGER_ERRORS = Counter("shipper_ledger_errors_total",
+                        "Delivery ledger reads or writes that failed; the sinks wrote anyway (copies possible).")
+COPIES_DROPPED = Counter("shipper_copies_dropped_total",
+                         "Event copies a sink did not send: repeated in the batch, or already in the ledger.")
+SLS_UNKNOWN_OUTCOMES = Counter("shipper_sls_unknown_outcomes_total",
+                               "PutLogs requests with no answer (lost, or their process killed), by how they were "
+                               "settled: checked (GetLogs told what landed), unchecked (GetLogs failed: sent again).")
 HTTP_REQUESTS = Counter("shipper_http_requests_total", "HTTP source requests by status code.")
 HTTP_TOKEN_LOCKOUTS = Counter("shipper_http_token_lockouts_total",
                               "Client addresses answered 429 for a while after too many missing or wrong tokens.")
+INVENTORY_INSTANCES = Gauge("shipper_inventory_instances", "Instances the last inventory sync listed.")
+INVENTORY_ERRORS = Counter("shipper_inventory_errors_total", "Inventory syncs of a region that failed, by region.")
+TRAIL_CALLS = Counter("shipper_actiontrail_calls_total", "ECS calls ActionTrail reported, as api-call records committed.")
+TRAIL_ERRORS = Counter("shipper_actiontrail_errors_total", "ActionTrail polls of a region that failed, by region.")
+LOOKUPS = Counter("shipper_instance_lookups_total",
+                  "Instances looked up by DescribeInstances before their events were written, by outcome "
+                  "(found, absent: released, failed, late: not answered within lookup_wait_ms).")
 INFLIGHT = Gauge("shipper_inflight_events", "Records buffered and not yet committed.")
 BATCH_SECONDS = Histogram("shipper_batch_write_seconds", "Time to write one batch to every sink.")
 

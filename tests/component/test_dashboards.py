@@ -29,6 +29,7 @@ from shipper.hooks.alerts import alert_events, alert_payload
 from shipper.query.parser import fields_used, parse
 from shipper.query.sqlite import to_sqlite
 from shipper.times import format_time_ms
+from shipper.trail import via
 from tests.conftest import REPO
 from tests.emulators.sls import SlsEmulator
 
@@ -91,6 +92,7 @@ def test_shipped_content_validates():
 def test_shipped_content_covers_the_brief():
     assert names("index") == set(events.TABLE_FIELDS)
     assert len(names("savedsearches")) >= 8 and len(names("alerts")) >= 4
+    assert {"released-by-whom", "failed-calls"} <= names("savedsearches")
     index = json.loads((CONTENT / "index" / "ecs-events.json").read_text())["index"]["keys"]
     assert index["event_time_ms"]["type"] == "long"
     assert json.loads((CONTENT / "index" / "shipper-actions.json").read_text()
@@ -172,7 +174,7 @@ def test_the_dashboard_charts_interruptions_by_zone_and_stops_by_cause():
             "cn-hangzhou-h ecs.c7.xlarge": 2, "cn-hangzhou-i ecs.c7.xlarge": 1, "zone-unknown ecs.c7.xlarge": 1}
         assert run(conn, "ecs-events", by_cause["search"]["query"]) == [
             {"day_start": "2026-03-05", "spot_reclaim": 1, "system": 0, "billing_lock": 0, "expired": 0,
-             "user_or_api": 1, "other": 1}]
+             "user": 0, "api": 0, "service": 0, "user_or_api": 1, "other": 1}]
 
 
 def test_a_tie_in_event_time_is_broken_by_the_lifecycle_rank_in_every_last_state_query():
@@ -274,6 +276,84 @@ def test_the_renderer_follows_sls_for_missing_variables_and_filters():
 def test_the_renderer_refuses_what_it_does_not_cover(content, message):
     with pytest.raises(TemplateError, match=message):
         render_template(content, {"status": "firing"})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Issue 13: who changed the fleet (api-call records from ActionTrail)
+
+CONSOLE = dict(actor_type="ram-user", actor_name="alice", user_agent="AliyunConsole", source_ip="203.0.113.7")
+
+
+def api_call(uid: str, instance_id: str, name: str, at_ms: int, who: dict, **values) -> dict:
+    return event(f"actiontrail:{uid}:{instance_id}", instance_id, at_ms, event_name=f"ActionTrail:{name}",
+                 category="api-call", envelope="actiontrail", **who, **values)
+
+
+def shipped(kind: str, name: str) -> str:
+    if kind == "savedsearches":
+        return json.loads((CONTENT / kind / f"{name}.json").read_text())["searchQuery"]
+    charts = json.loads((CONTENT / "dashboards" / "lifecycle.json").read_text())["charts"]
+    return next(c["search"]["query"] for c in charts if c["title"] == name)
+
+
+def test_released_by_whom_names_the_call_that_released_each_instance_and_failed_calls_list_the_failures():
+    sdk = dict(actor_type="assumed-role", actor_name="deployer:ci", user_agent="aliyun-sdk-java/1.0",
+               source_ip="198.51.100.9")
+    system = dict(actor_type="system", actor_name="ecs.aliyuncs.com", user_agent="ecs.aliyuncs.com",
+                  source_ip="ecs.aliyuncs.com")
+    rows = [api_call("e1", "i-a", "DeleteInstance", T0 - 60_000, sdk, error_code="IncorrectInstanceStatus"),
+            api_call("e2", "i-a", "DeleteInstance", T0, CONSOLE),
+            state_change("a", "i-a", "Deleted", T0 + 5_000, stop_cause="user-or-api"),
+            state_change("b", "i-b", "Deleted", T0 + 60_000, stop_cause="spot-reclaim"),
+            api_call("e3", "i-c", "Release", T0 + 120_000, system),
+            state_change("c", "i-c", "Deleted", T0 + 121_000, stop_cause="user-or-api"),
+            api_call("e4", "i-d", "StopInstance", T0, CONSOLE),  # stopped, not released: not listed
+            state_change("d", "i-d", "Stopped", T0 + 9_000, stop_cause="user-or-api")]
+    with local_store({events.EVENTS_TABLE: rows}) as conn:
+        released = run(conn, "ecs-events", shipped("savedsearches", "released-by-whom"))
+        failed = run(conn, "ecs-events", shipped("savedsearches", "failed-calls"))
+    assert [(r["instance_id"], r["released_by"], r["caller"], r["via"], r["source_ip"]) for r in released] == [
+        ("i-c", "Release", "system ecs.aliyuncs.com", "service", "ecs.aliyuncs.com"),
+        ("i-b", "no call on record", None, None, None),
+        ("i-a", "DeleteInstance", "ram-user alice", "console", "203.0.113.7")]
+    assert [(r["instance_id"], r["call_name"], r["error_code"], r["caller"]) for r in failed] == [
+        ("i-a", "DeleteInstance", "IncorrectInstanceStatus", "assumed-role deployer:ci")]
+
+
+@pytest.mark.parametrize("user_agent, actor_type, actor_name", [
+    ("AliyunConsole", "ram-user", "alice"), ("ecs.console.aliyun.com", "root-account", "root"),
+    ("Mozilla/5.0 (X11; Linux x86_64)", "ram-user", "alice"), ("AliyunConsole/2", "ram-user", "alice"),
+    ("Aliyun-CLI/3.0.200", "ram-user", "ops"), ("aliyun-cli/3.0.1", "assumed-role", "ops:cli"),
+    ("Apache-HttpClient/4.5.7 (Java/1.8.0_275)", "root-account", "root"), ("", "ram-user", "ops"),
+    ("ess.aliyuncs.com", "assumed-role", "AliyunServiceRoleForAutoScaling:ess"), ("ecs.aliyuncs.com", "system", ""),
+    ("aliyun-sdk-go", "assumed-role", "AliyunServiceRoleForAutoScaling:ess"),
+    ("aliyun-sdk-go", "ram-user", "AliyunServiceRoleForAutoScaling"),
+    (" AliyunConsole ", "system", ""), ("my_console.aliyun.com.example", "ram-user", "alice"),
+])
+def test_the_charts_say_how_a_call_was_made_as_trail_via_does(user_agent, actor_type, actor_name):
+    who = dict(actor_type=actor_type, actor_name=actor_name, user_agent=user_agent)
+    with local_store({events.EVENTS_TABLE: [api_call("v", "i-v", "StopInstance", T0, who)]}) as conn:
+        by_caller = run(conn, "ecs-events", shipped("dashboards", "who-changed-my-fleet-by-caller"))
+    assert [row["via"] for row in by_caller] == [via(user_agent, actor_type, actor_name)]
+
+
+def test_who_changed_my_fleet_counts_changed_instances_per_hour_and_caller():
+    cli = dict(actor_type="ram-user", actor_name="ops", user_agent="Aliyun-CLI/3.0.200")
+    rows = [api_call("s1", "i-1", "StopInstances", T0, cli), api_call("s1", "i-2", "StopInstances", T0, cli),
+            api_call("s2", "i-1", "StartInstance", T0 + 60_000, CONSOLE),
+            api_call("s3", "i-3", "StartInstance", T0 + 3_600_000, CONSOLE),
+            api_call("s4", "i-3", "StopInstance", T0 + 3_700_000, CONSOLE, error_code="IncorrectInstanceStatus"),
+            state_change("x", "i-1", "Stopped", T0 + 10_000)]
+    with local_store({events.EVENTS_TABLE: rows}) as conn:
+        per_hour = run(conn, "ecs-events", shipped("dashboards", "who-changed-my-fleet"))
+        by_caller = run(conn, "ecs-events", shipped("dashboards", "who-changed-my-fleet-by-caller"))
+    assert per_hour == [{"hour_start": "2026-03-05 08:00", "console": 1, "cli": 2, "sdk": 0, "service": 0},
+                        {"hour_start": "2026-03-05 09:00", "console": 1, "cli": 0, "sdk": 0, "service": 0}]
+    assert by_caller == [
+        {"caller": "ram-user alice", "via": "console", "changes": 2, "instances": 2, "failed": 1,
+         "last_call": format_time_ms(T0 + 3_700_000)},
+        {"caller": "ram-user ops", "via": "cli", "changes": 2, "instances": 2, "failed": 0,
+         "last_call": format_time_ms(T0)}]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -401,7 +481,8 @@ def test_validate_refuses_the_legacy_content_one_line_per_problem(legacy):
         by_file.setdefault(Path(p.file).name, []).append(p.reason)
     assert set(by_file) == {"lifecycle.json", "shipper-notify.json", "shipper-restart.json", "shipper-hook-json.json"}
     dashboard = by_file["lifecycle.json"]
-    assert sum(r.startswith("charts[") and ".title " in r and "is the chart's id" in r for r in dashboard) == 9
+    charts = len(json.loads((CONTENT / "dashboards" / "lifecycle.json").read_text())["charts"])
+    assert sum(r.startswith("charts[") and ".title " in r and "is the chart's id" in r for r in dashboard) == charts
     assert "charts[0].display.xAxis 'hour_start' is date_trunc(unit, __time__), which SLS gives as unix seconds: " \
            "use date_format(date_trunc(unit, from_unixtime(__time__)), '%Y-%m-%d %H:%i')" in dashboard
     assert "charts[2] (Spot interruptions by zone and instance type): " \

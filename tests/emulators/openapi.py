@@ -1,4 +1,4 @@
-"""Local RPC-style OpenAPI service (ECS, SLB/CLB, ALB, NLB) that aliyun-python-sdk-core talks to unchanged.
+"""Local RPC-style OpenAPI service (ECS, SLB/CLB, ALB, NLB, ActionTrail) that aliyun-python-sdk-core talks to unchanged.
 
 Wire format, signature, error shapes and per-action semantics follow Alibaba Cloud's documented RPC
 OpenAPI (reference/openapi.md in the team's shared notes, §1-§11). One port serves every product:
@@ -16,6 +16,11 @@ ECS answers `InvalidRegionId.NotFound` for a region it does not know (REGIONS; D
 ECS starts and ALB/NLB jobs complete asynchronously after `start_delay` / `job_delay` seconds; with
 `emit_to=(mns_emulator, queue)` every instance state change is also enqueued as a CloudMonitor
 `Instance:StateChange` event (events.md §2, base64 of the compact JSON, as CMS writes to MNS).
+
+ActionTrail (actiontrail.md §1): every mutating call that reaches its action (whatever the outcome) joins the
+trail as an `ApiCall` event of the signing key's identity (`identities`, by AccessKeyId; a RAM user "shipper"
+by default). `add_trail` seeds history (e.g. `FleetSimulator.trail()`). LookupEvents shows an event
+`delivery_delay` seconds after its eventTime, by the injectable `clock` (ActionTrail's is ~10 minutes, §1.11).
 
 Command line: python -m tests.emulators.openapi --port 18080 --access-key-id ID [--fleet 20 --seed 1]
 (the secret comes from ALIBABA_CLOUD_ACCESS_KEY_SECRET).
@@ -58,12 +63,43 @@ ECS_VERSION = "2014-05-26"
 SLB_VERSION = "2014-05-15"
 ALB_VERSION = "2020-06-16"
 NLB_VERSION = "2022-04-30"
+ACTIONTRAIL_VERSION = "2020-07-06"
 # Version -> (product code as in Recommend links, HostId of error bodies)
 PRODUCTS: dict[str, tuple[str, str]] = {
     ECS_VERSION: ("Ecs", "ecs.aliyuncs.com"),
     SLB_VERSION: ("Slb", "slb.aliyuncs.com"),
     ALB_VERSION: ("Alb", "alb.{region}.aliyuncs.com"),
     NLB_VERSION: ("Nlb", "nlb.{region}.aliyuncs.com"),
+    ACTIONTRAIL_VERSION: ("Actiontrail", "actiontrail.{region}.aliyuncs.com"),
+}
+# The services ActionTrail names the calls of each version with (`serviceName`, actiontrail.md §1.5).
+TRAIL_SERVICE_NAMES = {ECS_VERSION: "Ecs", SLB_VERSION: "Slb", ALB_VERSION: "Alb", NLB_VERSION: "Nlb"}
+# Common request parameters (actiontrail.md §0): not part of an event's requestParameters.
+COMMON_PARAMS = frozenset({"Action", "Version", "AccessKeyId", "Signature", "SignatureMethod", "SignatureType",
+                           "SignatureVersion", "SignatureNonce", "Timestamp", "Format", "SecurityToken"})
+
+# LookupEvents (actiontrail.md §1.2-§1.4, §1.11)
+LOOKUP_MAX_RESULTS = 50
+LOOKUP_DEFAULT_MAX_RESULTS = 20         # [inferred] the documented example value; the default is not stated
+LOOKUP_DEFAULT_SPAN_SECONDS = 7 * 86400  # without StartTime/EndTime: the last 7 days
+TRAIL_RETENTION_SECONDS = 90 * 86400    # events of the last 90 days are queryable
+LOOKUP_CALLS_PER_SECOND = 2.0           # per account (here: per AccessKeyId)
+# The code answered past the rate limit: UNCONFIRMED in actiontrail.md §4 (`Throttling.User` or `Throttling`);
+# this emulator answers Throttling.User (the gateway's flow-control code), HTTP 400 (also unconfirmed).
+LOOKUP_THROTTLE_CODE = "Throttling.User"
+TRAIL_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# LookupAttribute key -> the value(s) of an event it matches exactly (actiontrail.md §1.3)
+LOOKUP_KEYS: dict[str, Callable[[dict], list]] = {
+    "ServiceName": lambda e: [e.get("serviceName")],
+    "EventName": lambda e: [e.get("eventName")],
+    "EventRW": lambda e: [e.get("eventRW")],
+    "EventId": lambda e: [e.get("eventId")],
+    "EventType": lambda e: [e.get("eventType")],
+    "User": lambda e: [(e.get("userIdentity") or {}).get("userName")],
+    "EventAccessKeyId": lambda e: [(e.get("userIdentity") or {}).get("accessKeyId")],
+    "SourceIpAddress": lambda e: [e.get("sourceIpAddress")],
+    "ResourceType": lambda e: list(e.get("referencedResources") or {}),
+    "ResourceName": lambda e: [r for ids in (e.get("referencedResources") or {}).values() for r in ids],
 }
 
 # Actions that change state: every request to one is recorded (see `calls`).
@@ -118,6 +154,9 @@ ERRORS: dict[str, tuple[int, str]] = {
     "InternalError": (500, "The request processing has failed due to some unknown error, exception or failure."),
     "UnknownError": (500, "The request processing has failed due to some unknown error."),
     "DryRunOperation": (400, "Request validation has been passed with DryRun flag set."),
+    # ActionTrail (actiontrail.md §1.11: the 2017-12-04 codes; 2020-07-06's own list is unconfirmed)
+    "InvalidTimeRangeException": (400, "The end time is earlier than the start time."),
+    "InvalidParameterValue": (400, "The parameter value is not valid."),
     # ECS
     "IncorrectInstanceStatus": (403, "The current status of the resource does not support this operation."),
     "InvalidInstanceId.NotFound": (404, "The specified InstanceId does not exist."),
@@ -451,10 +490,20 @@ class OpenApiEmulator(FaultControls):
         emit_to: tuple[Any, str] | None = None,
         account_id: str = DEFAULT_ACCOUNT_ID,
         clock: Callable[[], float] = time.time,
+        identities: Mapping[str, Mapping[str, str]] | None = None,
+        delivery_delay: float = 0.0,
+        lookup_calls_per_second: float = LOOKUP_CALLS_PER_SECOND,
     ):
+        """`identities`: AccessKeyId -> the userIdentity its calls carry in the trail (type, userName,
+        principalId, accountId); a key without one is a RAM user named "shipper"."""
         self.start_delay = start_delay
         self.job_delay = job_delay
+        self.delivery_delay = delivery_delay
+        self.lookup_calls_per_second = lookup_calls_per_second
         self._credentials = dict(credentials)
+        self._identities = {key: dict(identity) for key, identity in (identities or {}).items()}
+        self._trail: list[tuple[float, dict]] = []  # (clock when it joined, event)
+        self._lookups: dict[str, list[float]] = {}  # AccessKeyId -> monotonic times of its accepted LookupEvents
         self._emit_to = emit_to
         self._account_id = account_id
         self._clock = clock
@@ -476,6 +525,7 @@ class OpenApiEmulator(FaultControls):
             (ECS_VERSION, "DescribeInstances"): self._describe_instances,
             (ECS_VERSION, "DescribeInstanceStatus"): self._describe_instance_status,
             (ECS_VERSION, "StartInstance"): self._start_instance,
+            (ACTIONTRAIL_VERSION, "LookupEvents"): self._lookup_events,
             (SLB_VERSION, "DescribeLoadBalancers"): self._describe_load_balancers,
             (SLB_VERSION, "DescribeLoadBalancerAttribute"): self._describe_load_balancer_attribute,
             (SLB_VERSION, "DescribeVServerGroups"): self._describe_vserver_groups,
@@ -651,6 +701,16 @@ class OpenApiEmulator(FaultControls):
         with self._lock:
             return [c for c in self._calls if action is None or c.action == action]
 
+    def add_trail(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Seed ActionTrail history: events shaped as LookupEvents returns them (actiontrail.md §1.5)."""
+        with self._lock:
+            self._trail += [(self._clock(), copy.deepcopy(dict(event))) for event in events]
+
+    def trail(self) -> list[dict]:
+        """Every trail event, visible yet or not, in the order they were added."""
+        with self._lock:
+            return copy.deepcopy([event for _, event in self._trail])
+
     def request_counts(self) -> dict[str, int]:
         """Requests received per Action, failed and faulted ones included (SDK retries show here)."""
         with self._lock:
@@ -658,8 +718,10 @@ class OpenApiEmulator(FaultControls):
 
     # -- request handling --------------------------------------------------------------------
 
-    def handle(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes) -> Response | None:
+    def handle(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes,
+               source_ip: str = "127.0.0.1") -> Response | None:
         """Answer one HTTP request; None means close the connection without answering."""
+        headers = list(headers)
         params = dict(parse_qsl(target.partition("?")[2], keep_blank_values=True))
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
         if body and content_type.startswith("application/x-www-form-urlencoded"):
@@ -673,6 +735,7 @@ class OpenApiEmulator(FaultControls):
         if drop:
             return None
         request_id = str(uuid.uuid4()).upper()
+        reached = False  # the request got to its action: only then is a mutating call in the trail
         try:
             operation = self._operations.get((version, action))
             if operation is None:
@@ -680,11 +743,13 @@ class OpenApiEmulator(FaultControls):
             self._authenticate(method, params)
             if not region:
                 raise _missing("RegionId")
-            if version == ECS_VERSION and region not in REGIONS:  # actiontrail.md §2.6, common ECS errors
+            # actiontrail.md §2.6, common ECS errors; ActionTrail's regions as ECS's [inferred]
+            if version in (ECS_VERSION, ACTIONTRAIL_VERSION) and region not in REGIONS:
                 raise ApiError("InvalidRegionId.NotFound")
             if injected:
                 raise ApiError(injected)
             with self._lock:
+                reached = True
                 result = operation(params, region)
             status, payload = 200, {"RequestId": request_id, **result}
         except ApiError as error:
@@ -697,6 +762,8 @@ class OpenApiEmulator(FaultControls):
             recorded = {k: v for k, v in params.items() if k != "Signature"}
             with self._lock:
                 self._calls.append(Call(action, version, recorded, time.time(), status, payload.get("Code", "")))
+                if reached:
+                    self._trail.append((self._clock(), self._trail_event(recorded, region, payload, headers, source_ip)))
         if latency:
             time.sleep(latency)
         body_out = json.dumps(payload, ensure_ascii=False).encode()
@@ -905,6 +972,88 @@ class OpenApiEmulator(FaultControls):
             "eventTime": _cms_time(time.time()), "regionId": instance.region_id, "content": content,
         }
         return json.dumps(event, separators=(",", ":")).encode()
+
+    # -- ActionTrail (actiontrail.md §1) -------------------------------------------------------
+
+    def identity(self, access_key_id: str) -> dict[str, str]:
+        """The userIdentity of a key's calls (§1.6): the configured one, else a RAM user named "shipper"."""
+        default = {"type": "ram-user", "userName": "shipper", "accountId": self._account_id,
+                   "principalId": str(int(hashlib.sha1(access_key_id.encode()).hexdigest()[:12], 16))}
+        return default | self._identities.get(access_key_id, {})
+
+    def _trail_event(self, params: Mapping[str, str], region: str, payload: Mapping[str, Any],
+                     headers: list[tuple[str, str]], source_ip: str) -> dict:
+        """A mutating call as ActionTrail records it: an `ApiCall` (§1.5) by the signing key's identity, with
+        its accessKeyId as SDK calls carry it (§1.6), and errorCode/errorMessage when it failed."""
+        version, key = params["Version"], params["AccessKeyId"]
+        instance_ids = [params["InstanceId"]] if params.get("InstanceId") else _numbered_list(params, "InstanceId")
+        event: dict[str, Any] = {
+            "eventId": str(uuid.uuid4()), "eventVersion": 1, "eventType": "ApiCall", "eventRW": "Write",
+            "eventCategory": "Management", "eventName": params["Action"], "apiVersion": version,
+            "eventSource": PRODUCTS[version][1].format(region=region), "serviceName": TRAIL_SERVICE_NAMES[version],
+            "eventTime": _dt.datetime.fromtimestamp(self._clock(), tz=_dt.timezone.utc).strftime(TRAIL_TIME_FORMAT),
+            "acsRegion": region, "requestId": payload["RequestId"], "isGlobal": False,
+            "sourceIpAddress": source_ip,
+            "userAgent": next((v for k, v in headers if k.lower() == "user-agent"), ""),
+            "userIdentity": self.identity(key) | {"accessKeyId": key},
+            "requestParameters": {k: v for k, v in params.items() if k not in COMMON_PARAMS},
+            "responseElements": {k: v for k, v in payload.items() if k not in ("Code", "Message", "HostId",
+                                                                               "Recommend")},
+            "referencedResources": {"ACS::ECS::Instance": instance_ids} if instance_ids else {},
+        }
+        if payload.get("Code"):
+            event |= {"errorCode": payload["Code"], "errorMessage": payload.get("Message", "")}
+        return event
+
+    def _lookup_events(self, params: Mapping[str, str], region: str) -> dict:
+        """The region's visible events in [StartTime, EndTime] that match the LookupAttribute pairs, a page at
+        a time (§1.2-§1.4). A NextToken carries the instant the first page saw, so events delivered while
+        paging never shift a page; it is refused if any other parameter changed."""
+        self._throttle_lookup(params["AccessKeyId"])
+        start_text, end_text = params.get("StartTime", ""), params.get("EndTime", "")
+        if bool(start_text) != bool(end_text):  # "set both or neither" (§1.2); the error code [inferred]
+            raise ApiError("InvalidParameterValue", "StartTime and EndTime must be set together.")
+        now = self._clock()
+        start = _trail_time(start_text, "StartTime") if start_text else now - LOOKUP_DEFAULT_SPAN_SECONDS
+        end = _trail_time(end_text, "EndTime") if end_text else now
+        if end < start:
+            raise ApiError("InvalidTimeRangeException")
+        max_results = _int_param(params, "MaxResults", LOOKUP_DEFAULT_MAX_RESULTS, 1, LOOKUP_MAX_RESULTS)
+        direction = params.get("Direction") or "BACKWARD"
+        if direction not in ("FORWARD", "BACKWARD"):
+            raise ApiError("InvalidParameterValue", "Direction must be FORWARD or BACKWARD.")
+        # two pairs at most, the first two used; a key given twice: the second applies (§1.3)
+        attributes = {a.get("Key", ""): a.get("Value", "") for a in _numbered_records(params, "LookupAttribute")[:2]}
+        for key in attributes:
+            if key not in LOOKUP_KEYS:
+                raise ApiError("InvalidParameterValue", f"LookupAttribute key {key!r} is not supported.")
+        query = {k: v for k, v in params.items() if k not in COMMON_PARAMS | {"NextToken", "RegionId"}}
+        as_of, offset = _lookup_token(params.get("NextToken", ""), query, now)
+        # an event is delivered `delivery_delay` after its time, and never before it joined the trail
+        matched = [
+            event for joined, event in self._trail
+            if event.get("acsRegion") == region
+            and start <= (at := _trail_time(event["eventTime"], "eventTime")) <= end
+            and max(at + self.delivery_delay, joined) <= as_of and at >= as_of - TRAIL_RETENTION_SECONDS
+            and all(value in LOOKUP_KEYS[key](event) for key, value in attributes.items())
+        ]
+        matched.sort(key=lambda event: event["eventTime"], reverse=direction == "BACKWARD")
+        page = matched[offset:offset + max_results]
+        more = offset + max_results < len(matched)
+        return {"StartTime": _dt.datetime.fromtimestamp(start, tz=_dt.timezone.utc).strftime(TRAIL_TIME_FORMAT),
+                "EndTime": _dt.datetime.fromtimestamp(end, tz=_dt.timezone.utc).strftime(TRAIL_TIME_FORMAT),
+                "Events": copy.deepcopy(page),
+                "NextToken": _encode_token(query, as_of, offset + max_results) if more else ""}
+
+    def _throttle_lookup(self, access_key_id: str) -> None:
+        """At most `lookup_calls_per_second` accepted calls per key in any second (§1.11); real time, not
+        `clock`: the limit is about requests, not about the trail's time."""
+        now = time.monotonic()
+        recent = [t for t in self._lookups.get(access_key_id, []) if now - t < 1.0]
+        if len(recent) >= self.lookup_calls_per_second:
+            self._lookups[access_key_id] = recent
+            raise ApiError(LOOKUP_THROTTLE_CODE)
+        self._lookups[access_key_id] = recent + [now]
 
     # -- SLB / CLB (§9) ----------------------------------------------------------------------
 
@@ -1141,6 +1290,38 @@ class OpenApiEmulator(FaultControls):
         return {"JobId": job_id}
 
 
+def _trail_time(text: str, name: str) -> float:
+    """`yyyy-MM-ddTHH:mm:ssZ` (§1.2, §1.5) -> epoch seconds; a malformed one is InvalidParameterValue [inferred]."""
+    try:
+        return _dt.datetime.strptime(text, TRAIL_TIME_FORMAT).replace(tzinfo=_dt.timezone.utc).timestamp()
+    except ValueError:
+        raise ApiError("InvalidParameterValue", f"{name} must be yyyy-MM-ddTHH:mm:ssZ, got {text!r}.") from None
+
+
+def _encode_token(query: Mapping[str, str], as_of: float, offset: int) -> str:
+    """An opaque base64 JSON token, like the documented example `eyJhY2NvdW50Ijoi...` (§1.2)."""
+    fields = {"asOf": as_of, "offset": offset, "query": _query_digest(query)}
+    return base64.b64encode(json.dumps(fields).encode()).decode()
+
+
+def _query_digest(query: Mapping[str, str]) -> str:
+    return hashlib.sha1(json.dumps(sorted(query.items())).encode()).hexdigest()
+
+
+def _lookup_token(token: str, query: Mapping[str, str], now: float) -> tuple[float, int]:
+    """(the instant the first page saw, where this page starts); a first page sees now."""
+    if not token:
+        return now, 0
+    try:
+        fields = json.loads(base64.b64decode(token, validate=True))
+        as_of, offset, digest = float(fields["asOf"]), int(fields["offset"]), fields["query"]
+    except (ValueError, KeyError, TypeError):
+        raise ApiError("InvalidParameterValue", "The NextToken is not valid.") from None
+    if digest != _query_digest(query):
+        raise ApiError("InvalidParameterValue", "NextToken: the other parameters must be those of the first page.")
+    return as_of, offset
+
+
 def _clb_servers(text: str, *, port_required: bool, ids_allowed: bool = False) -> list[dict[str, Any]]:
     """Validate a CLB `BackendServers` JSON parameter (§9) into {"ServerId", "Port", "Weight", "Type"}.
 
@@ -1185,7 +1366,8 @@ def _clb_matches(members: list[dict[str, Any]], wanted: Mapping[str, Any], with_
 class _OpenApiHandler(EmulatorHandler):
     def _serve(self) -> None:
         body = self.read_body()
-        response = self.server.emulator.handle(self.command, self.path, self.headers.items(), body)
+        response = self.server.emulator.handle(self.command, self.path, self.headers.items(), body,
+                                               source_ip=self.client_address[0])
         if response is None:
             self.drop_connection()
         else:

@@ -15,7 +15,7 @@ CORE_MAY_NOT_IMPORT = ("shipper.hooks", "shipper.instances", "shipper.sources", 
                        "shipper.runner", "shipper.cli", "shipper.read", "shipper.dashboards")
 # Pure modules: decoding, normalization, guards, query parsing, values. No SDK, however indirectly.
 PURE = ("shipper.decode", "shipper.normalize", "shipper.events", "shipper.times", "shipper.hooks.guards",
-        "shipper.instances.model", "shipper.instances.stop_cause", "shipper.query.parser", "shipper.registry", "shipper.cloud.backoff")
+        "shipper.instances.model", "shipper.instances.stop_cause", "shipper.trail", "shipper.audit.reconcile", "shipper.query.parser", "shipper.registry", "shipper.cloud.backoff")
 
 
 def module_name(path: Path) -> str:

@@ -691,3 +691,152 @@ def test_command_line_serves_a_seeded_fleet():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# --- ActionTrail LookupEvents (actiontrail.md §1) ----------------------------------------------
+
+TRAIL = "2020-07-06"
+ECS_WRITES = {"LookupAttribute.1.Key": "ServiceName", "LookupAttribute.1.Value": "Ecs",
+              "LookupAttribute.2.Key": "EventRW", "LookupAttribute.2.Value": "Write"}
+HOUR = 3600
+BASE = int(time.time()) // HOUR * HOUR - 2 * HOUR  # an hour boundary in the recent past: times below are BASE+n
+
+
+def iso(seconds):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def trail_event(n, *, name="StopInstance", region=REGION, at=BASE, service="Ecs", rw="Write"):
+    return {"eventId": f"evt-{n:04d}", "eventName": name, "eventTime": iso(at), "acsRegion": region,
+            "serviceName": service, "eventRW": rw, "eventType": "ApiCall",
+            "requestParameters": {"InstanceId": f"i-{n:04d}"},
+            "referencedResources": {"ACS::ECS::Instance": [f"i-{n:04d}"]},
+            "userIdentity": {"type": "ram-user", "userName": "alice"}}
+
+
+def lookup(api, params=None):
+    return call(api, TRAIL, "LookupEvents", params, product="Actiontrail")
+
+
+def lookup_error(api, params=None):
+    return server_error(api, TRAIL, "LookupEvents", params, product="Actiontrail")
+
+
+@pytest.fixture
+def trail_api():
+    """`api.later`: seconds the emulator's clock runs ahead (ActionTrail's now, moved instead of waiting;
+    within the 15-minute Timestamp window the SDK's own real-time Timestamp still passes)."""
+    offset = [0.0]
+    # lookup_calls_per_second: not the subject of most tests below (its own test sets it)
+    with OpenApiEmulator(credentials={KEY_ID: SECRET}, clock=lambda: time.time() + offset[0], start_delay=0.05,
+                         lookup_calls_per_second=1000) as emulator:
+        emulator.later = offset
+        yield emulator
+
+
+def test_lookup_events_answers_the_documented_shape_and_filters(trail_api):
+    trail_api.add_trail([trail_event(1, at=BASE + 3), trail_event(2, service="Slb", at=BASE + 2),
+                         trail_event(3, rw="Read", at=BASE + 1), trail_event(4, region="cn-beijing"),
+                         trail_event(5, at=BASE - 2 * HOUR)])
+    window = {"StartTime": iso(BASE - HOUR), "EndTime": iso(BASE + HOUR)}
+    body = lookup(trail_api, window | ECS_WRITES)
+    assert body.keys() == {"RequestId", "StartTime", "EndTime", "Events", "NextToken"}
+    assert (body["StartTime"], body["EndTime"], body["NextToken"]) == (window["StartTime"], window["EndTime"], "")
+    assert [e["eventId"] for e in body["Events"]] == ["evt-0001"]
+    everything = lookup(trail_api, window)["Events"]   # newest first by default (Direction BACKWARD)
+    assert [e["eventId"] for e in everything] == ["evt-0001", "evt-0002", "evt-0003"]
+    assert everything[0] == trail_event(1, at=BASE + 3)
+
+
+def test_lookup_events_pages_in_both_directions_and_checks_the_token(trail_api):
+    trail_api.add_trail([trail_event(n, at=BASE + n * 60) for n in range(1, 8)])
+    query = {"StartTime": iso(BASE), "EndTime": iso(BASE + HOUR), "MaxResults": "3"}
+    for direction, order in (("FORWARD", list(range(1, 8))), ("BACKWARD", list(range(7, 0, -1)))):
+        seen, token = [], ""
+        while True:
+            body = lookup(trail_api, query | {"Direction": direction} | ({"NextToken": token} if token else {}))
+            assert len(body["Events"]) <= 3
+            seen += [int(e["eventId"][4:]) for e in body["Events"]]
+            token = body["NextToken"]
+            if not token:
+                break
+        assert seen == order
+    first = lookup(trail_api, query | {"Direction": "FORWARD"})
+    changed = lookup_error(trail_api, query | {"Direction": "BACKWARD", "NextToken": first["NextToken"]})
+    assert changed.get_error_code() == "InvalidParameterValue"
+    assert lookup_error(trail_api, query | {"MaxResults": "51"}).get_http_status() == 400
+
+
+def test_a_page_token_keeps_the_view_of_the_first_page(trail_api):
+    """Events delivered while a caller pages never shift its pages (none skipped, none twice)."""
+    trail_api.add_trail([trail_event(n, at=BASE + n) for n in range(10, 14)])
+    query = {"StartTime": iso(BASE), "EndTime": iso(BASE + HOUR), "MaxResults": "2", "Direction": "FORWARD"}
+    first = lookup(trail_api, query)
+    trail_api.add_trail([trail_event(1, at=BASE + 1)])          # older than everything on the first page
+    second = lookup(trail_api, query | {"NextToken": first["NextToken"]})
+    assert [e["eventId"] for e in first["Events"] + second["Events"]] == [f"evt-00{n}" for n in range(10, 14)]
+
+
+def test_lookup_events_validates_the_time_range(trail_api):
+    backwards = lookup_error(trail_api, {"StartTime": iso(BASE + 60), "EndTime": iso(BASE)})
+    assert (backwards.get_error_code(), backwards.get_http_status()) == ("InvalidTimeRangeException", 400)
+    assert lookup_error(trail_api, {"StartTime": iso(BASE)}).get_error_code() == "InvalidParameterValue"
+    malformed = lookup_error(trail_api, {"StartTime": "2026-03-05 07:00", "EndTime": iso(BASE)})
+    assert malformed.get_error_code() == "InvalidParameterValue"
+
+
+def test_an_event_is_visible_only_after_the_delivery_delay(trail_api):
+    trail_api.delivery_delay = 600
+    now = int(time.time())
+    trail_api.add_trail([trail_event(1, at=now - 300)])
+    window = {"StartTime": iso(now - HOUR), "EndTime": iso(now + HOUR)}
+    assert lookup(trail_api, window)["Events"] == []       # 5 minutes after the call
+    trail_api.later[0] = 301
+    assert [e["eventId"] for e in lookup(trail_api, window)["Events"]] == ["evt-0001"]
+
+
+def test_lookup_events_past_two_a_second_is_throttled(trail_api):
+    trail_api.lookup_calls_per_second = 2
+    codes = []
+    for _ in range(3):
+        try:
+            lookup(trail_api)
+            codes.append("")
+        except ServerException as e:
+            codes.append((e.get_error_code(), e.get_http_status()))
+    assert codes == ["", "", ("Throttling.User", 400)]
+    time.sleep(1.0)
+    assert lookup(trail_api)["Events"] == []
+
+
+def test_every_mutating_call_joins_the_trail_with_the_signing_keys_identity():
+    identity = {"type": "assumed-role", "userName": "ShipperRole:shipper", "principalId": "3001:shipper",
+                "accountId": "1827364554637281"}
+    with OpenApiEmulator(credentials={KEY_ID: SECRET}, identities={KEY_ID: identity}, start_delay=0.05) as api:
+        api.add_instance("i-a", status="Stopped")
+        api.add_instance("i-b", status="Running")
+        api.add_load_balancer("lb-1", backends=[{"ServerId": "i-a"}])
+        call(api, ECS, "DescribeInstances")                                    # a read: not in the trail
+        call(api, ECS, "StartInstance", {"InstanceId": "i-a"})
+        server_error(api, ECS, "StartInstance", {"InstanceId": "i-b"})        # refused: in the trail, failed
+        call(api, SLB, "SetBackendServers", {"LoadBalancerId": "lb-1",
+                                             "BackendServers": servers_json({"ServerId": "i-a", "Weight": "0"})})
+        api.fail_next("Throttling", "StartInstance")                           # never reached the action
+        server_error(api, ECS, "StartInstance", {"InstanceId": "i-a"}, client=make_client(auto_retry=False))
+        trail = api.trail()
+        ecs_writes = lookup(api, ECS_WRITES | {"Direction": "FORWARD"})["Events"]
+    assert [(e["eventName"], e["serviceName"], e.get("errorCode", "")) for e in trail] == [
+        ("StartInstance", "Ecs", ""), ("StartInstance", "Ecs", "IncorrectInstanceStatus"),
+        ("SetBackendServers", "Slb", "")]
+    assert [e["eventId"] for e in ecs_writes] == [e["eventId"] for e in trail[:2]]
+    started = trail[0]
+    assert started["userIdentity"] == identity | {"accessKeyId": KEY_ID}
+    assert started["requestParameters"] == {"InstanceId": "i-a", "RegionId": REGION}
+    assert started["referencedResources"] == {"ACS::ECS::Instance": ["i-a"]}
+    assert started["sourceIpAddress"] == "127.0.0.1" and "Core/" in started["userAgent"]
+    assert (started["eventType"], started["eventRW"], started["acsRegion"]) == ("ApiCall", "Write", REGION)
+    assert trail[1]["errorMessage"]
+
+
+def test_a_key_without_a_configured_identity_is_a_ram_user_named_shipper(api):
+    assert api.identity(KEY_ID)["type"] == "ram-user" and api.identity(KEY_ID)["userName"] == "shipper"
