@@ -18,6 +18,11 @@ Events are written once (shipper/ledger.py): copies inside a batch collapse (the
 ledger says the events logstore already has are dropped, and each accepted PutLogs request's uids are
 committed to the ledger at once, so a batch that failed on its third request is completed on redelivery
 by sending only what did not land. Actions and dead letters carry no uid of their own and are not deduped.
+
+A request whose outcome is unknown is settled by asking SLS (GetLogs on `event_uid`) which of its logs
+landed: those are committed and not sent again, the others are. That is a request the ledger holds as
+pending from a process that was killed (asked on this sink's first write), and a retry after a network
+error or timeout (before re-sending). If GetLogs fails, the logs are sent anyway: a copy, never a loss.
 """
 from __future__ import annotations
 
@@ -26,15 +31,15 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import orjson
 
 from shipper import __version__, events, registry
 from shipper.telemetry import metrics
 from shipper.cloud import Backoff, CloudError, Credentials, MissingCredentials, credentials_for
-from shipper.cloud.sls import close_client, endpoint_host, error_code, make_client, put_log_group
-from shipper.ledger import Ledger
+from shipper.cloud.sls import close_client, endpoint_host, error_code, get_logs, make_client, put_log_group
+from shipper.ledger import Ledger, Pending
 from shipper.registry import Finding
 from shipper.times import format_time_ms
 from shipper.sinks.sqlite import StoreError
@@ -51,6 +56,17 @@ DATA_ERROR_CODES = frozenset({"PostBodyInvalid", "PostBodyTooLarge", "InvalidTim
 BACKOFF_BASE_SECONDS = 0.1
 BACKOFF_CAP_SECONDS = 10.0
 BACKOFF = Backoff(BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS)  # full jitter; attempt 0 is the first retry
+# No answer at all, or the service's own timeout (sls.md §5): the request may have been stored.
+UNKNOWN_OUTCOME_CODES = frozenset({"LogRequestError", "RequestTimeout"})
+# A log SLS stored is searchable after a short delay: GetLogs' usage notes give at most 3 s (99.9% within 1 s)
+# for a log whose time is within 180 s of its arrival, longer for older times (sls.md names no figure; it says
+# only, §8, that logs written before the index existed are never searchable). Asked sooner, SLS may not find
+# a log that landed: it is sent again, a copy, never a loss.
+SEARCHABLE_AFTER_SECONDS = 3.0
+# A search statement may hold at most 30 keywords (SLS query limits, help doc-detail/92572), and a page at
+# most 100 logs (sls.md §6.1): 30 uids a question leaves room for copies already there.
+UIDS_PER_QUERY = 30
+QUERY_MARGIN_SECONDS = 60  # around a request's __time__ range: cheap, the uids do the selecting
 
 
 @dataclass(frozen=True)
@@ -170,18 +186,30 @@ def _event_time(record: dict, now_s: int, now_ns: int) -> tuple[int, int]:
     return ms // 1000, ms % 1000 * 1_000_000
 
 
-def _chunks(logs: list[tuple[dict, bytes]], tail_size: int) -> list[list[tuple[dict, bytes]]]:
+class _Log(NamedTuple):
+    record: dict
+    data: bytes  # the encoded LogGroup entry
+    time_s: int  # its __time__
+
+
+def _chunks(logs: list[_Log], tail_size: int) -> list[list[_Log]]:
     """Consecutive runs of encoded logs, each within the per-request count and raw-size limits."""
     chunks, chunk, size = [], [], tail_size
     for item in logs:
-        if chunk and (len(chunk) == MAX_LOGS_PER_PUT or size + len(item[1]) > MAX_BYTES_PER_PUT):
+        if chunk and (len(chunk) == MAX_LOGS_PER_PUT or size + len(item.data) > MAX_BYTES_PER_PUT):
             chunks.append(chunk)
             chunk, size = [], tail_size
         chunk.append(item)
-        size += len(item[1])
+        size += len(item.data)
     if chunk:
         chunks.append(chunk)
     return chunks
+
+
+def uid_queries(uids: list[str]) -> list[str]:
+    """GetLogs search statements that together find every log with one of these event_uids."""
+    return [" or ".join(f'event_uid: "{uid}"' for uid in uids[start:start + UIDS_PER_QUERY])
+            for start in range(0, len(uids), UIDS_PER_QUERY)]
 
 
 def _raw_text(table: str, record: dict) -> str:
@@ -216,11 +244,16 @@ class SlsSink:
             events.AUDIT_TABLE: settings.audit_logstore,
         }
         self._encoders = {table: LogEncoder(fields) for table, fields in events.TABLE_FIELDS.items()}
+        # Requests whose outcome is unknown, settled before the next events are written; None until the
+        # first write, which starts with those of processes killed in flight.
+        self._unsettled: list[Pending] | None = None
 
     def write(self, table: str, records: list[dict]) -> int:
         """Logs newly written to the table's logstore; records SLS refused are dead-lettered, not counted."""
         deadline = self._clock() + self.settings.retry_seconds
         if table == events.EVENTS_TABLE:
+            if self._ledger is not None:
+                self._settle_unknown()
             records = self._new_events(records)
         written, rejected = self._write(table, records, deadline)
         if rejected:
@@ -246,19 +279,48 @@ class SlsSink:
             metrics.COPIES_DROPPED.inc(len(records) - len(kept), labels={"sink": self.name})
         return kept
 
+    def _settle_unknown(self) -> None:
+        """Commit what SLS has of each request whose outcome is unknown, and forget the rest: their events are
+        sent again when their messages come back."""
+        if self._unsettled is None:
+            self._unsettled = self._ledger.orphans(self._ledger_store)
+        while self._unsettled:
+            pending = self._unsettled.pop()
+            self._sleep(max(0.0, pending.sent + SEARCHABLE_AFTER_SECONDS - time.time()))
+            landed = self._landed(self.settings.events_logstore, list(pending.uids), pending)
+            self._ledger.commit(self._ledger_store, landed, settles=pending)
+
+    def _landed(self, logstore: str, uids: list[str], pending: Pending) -> set[str]:
+        """Those of the uids SLS has (within the request's time range); those found before a GetLogs failure."""
+        found: set[str] = set()
+        for query in uid_queries(uids):
+            try:  # `to` is exclusive (sls.md §6.1)
+                rows = get_logs(self._client, self.settings.project, logstore,
+                                pending.from_s - QUERY_MARGIN_SECONDS, pending.to_s + 1 + QUERY_MARGIN_SECONDS,
+                                query=query, reverse=False, offset=0, size=100)
+            except CloudError as error:
+                metrics.SLS_UNKNOWN_OUTCOMES.inc(labels={"settled": "unchecked"})
+                log.warning("sls: %s: cannot ask SLS which logs of a request with no answer landed (GetLogs "
+                            "%s); sending them again (copies possible)", logstore, _describe(error))
+                break
+            found.update(row.get("event_uid", "") for row in rows)
+        else:
+            metrics.SLS_UNKNOWN_OUTCOMES.inc(labels={"settled": "checked"})
+        return found & set(uids)
+
     def _write(self, table: str, records: list[dict], deadline: float) -> tuple[int, list[tuple[dict, str]]]:
         encoder = self._encoders[table]
         topic_field = events.TOPIC_FIELD[table]
         now_ns = time.time_ns()
         now_s, now_part = divmod(now_ns, 1_000_000_000)
-        by_topic: dict[str, list[tuple[dict, bytes]]] = {}
+        by_topic: dict[str, list[_Log]] = {}
         for record in records:
             if table == events.EVENTS_TABLE:
                 time_s, time_ns = _event_time(record, now_s, now_part)
             else:
                 time_s, time_ns = now_s, now_part
             by_topic.setdefault(record.get(topic_field, ""), []).append(
-                (record, encoder.encode(record, time_s, time_ns)))
+                _Log(record, encoder.encode(record, time_s, time_ns), time_s))
         written, rejected = 0, []
         logstore = self._logstores[table]
         remember = table == events.EVENTS_TABLE and self._ledger is not None
@@ -270,39 +332,60 @@ class SlsSink:
                 rejected += refused
         return written, rejected
 
-    def _put_or_split(self, logstore: str, chunk: list[tuple[dict, bytes]], tail: bytes, deadline: float,
+    def _put_or_split(self, logstore: str, chunk: list[_Log], tail: bytes, deadline: float,
                       remember: bool) -> tuple[int, list[tuple[dict, str]]]:
         """(logs written, [(record, error)] refused); bisects requests refused for their data. With
-        `remember`, each accepted request's uids are committed to the ledger before the next is sent."""
+        `remember`, each request's uids are pending in the ledger while it is sent, and committed once SLS
+        accepted it, before the next is sent."""
+        uids = [item.record["event_uid"] for item in chunk] if remember else []
+        pending = self._ledger.begin(self._ledger_store, uids, min(item.time_s for item in chunk),
+                                     max(item.time_s for item in chunk)) if remember else None
         try:
-            self._put(logstore, b"".join(item[1] for item in chunk) + tail, len(chunk), deadline)
-        except CloudError as error:
+            self._put(logstore, chunk, tail, deadline, pending)
+        except CloudError as error:  # refused: nothing of it landed
+            if pending is not None:
+                self._ledger.forget(pending)
             if error.code in DATA_ERROR_CODES and len(chunk) > 1:
                 half = len(chunk) // 2
                 first = self._put_or_split(logstore, chunk[:half], tail, deadline, remember)
                 second = self._put_or_split(logstore, chunk[half:], tail, deadline, remember)
                 return first[0] + second[0], first[1] + second[1]
             log.warning("sls: %s refused %d logs: %s", logstore, len(chunk), _describe(error))
-            return 0, [(record, _describe(error)) for record, _ in chunk]
+            return 0, [(item.record, _describe(error)) for item in chunk]
         if remember:
-            self._ledger.commit(self._ledger_store, [record["event_uid"] for record, _ in chunk])
+            self._ledger.commit(self._ledger_store, uids, settles=pending)
         return len(chunk), []
 
-    def _put(self, logstore: str, log_group: bytes, count: int, deadline: float) -> None:
-        """One PutLogs, retried while retryable and within the deadline; raises CloudError otherwise."""
-        attempt = 0
+    def _put(self, logstore: str, chunk: list[_Log], tail: bytes, deadline: float, pending: Pending | None) -> None:
+        """One PutLogs, retried while retryable and within the deadline; raises CloudError otherwise. With
+        `pending` (its uids in the ledger), a retry after no answer first asks SLS which logs landed, and sends
+        only the others; giving up after no answer leaves the request to be settled at the next write."""
+        attempt, unknown = 0, False
         while True:
+            if unknown:
+                landed = self._landed(logstore, [item.record["event_uid"] for item in chunk], pending)
+                self._ledger.commit(self._ledger_store, landed)
+                metrics.COPIES_DROPPED.inc(len(landed), labels={"sink": self.name})
+                chunk = [item for item in chunk if item.record["event_uid"] not in landed]
+                if not chunk:
+                    return
             try:
-                put_log_group(self._client, self.settings.project, logstore, log_group, self.settings.compress)
+                put_log_group(self._client, self.settings.project, logstore,
+                              b"".join(item.data for item in chunk) + tail, self.settings.compress)
                 return
             except CloudError as error:
                 if not error.retryable:
                     raise
-                delay = BACKOFF.seconds(attempt)
+                unknown = error.code in UNKNOWN_OUTCOME_CODES and pending is not None
+                delay = max(BACKOFF.seconds(attempt), SEARCHABLE_AFTER_SECONDS if unknown else 0.0)
                 attempt += 1
                 if self._clock() + delay > deadline:
+                    if unknown:
+                        self._unsettled.append(pending)  # it may have landed: asked about at the next write
+                    elif pending is not None:
+                        self._ledger.forget(pending)
                     raise SlsSinkError(
-                        f"sls: {self.settings.project}/{logstore}: PutLogs of {count} logs still failing after "
+                        f"sls: {self.settings.project}/{logstore}: PutLogs of {len(chunk)} logs still failing after "
                         f"{attempt} attempts in {self.settings.retry_seconds:g} s: {_describe(error)}") from None
                 log.info("sls: %s: %s; retry %d in %.2f s", logstore, error.code, attempt, delay)
                 self._sleep(delay)
@@ -351,5 +434,5 @@ registry.register(registry.Component(
     build=lambda settings, runtime: SlsSink(settings, runtime.credentials("sls sink", StoreError),
                                             ledger=runtime.ledger),
     check=check,
-    permissions=("log:PostLogStoreLogs", "log:GetLogStore"),
+    permissions=("log:PostLogStoreLogs", "log:GetLogStoreLogs", "log:GetLogStore"),
 ))

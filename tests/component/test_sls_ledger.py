@@ -1,17 +1,25 @@
 """The SLS sink writes each event_uid once, through aliyun-log-python-sdk against the SLS emulator.
 
-Request limits (4096 logs per PutLogs) and error codes are reference/sls.md §4.3 and §5.
+Request limits (4096 logs per PutLogs) and error codes are reference/sls.md §4.3 and §5. The events
+logstore has the index `shipper dashboards import` gives it (GetLogs on event_uid needs it, sls.md §8).
 """
 from __future__ import annotations
 
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from shipper import events
 from shipper.cloud import Credentials
-from shipper.ledger import Ledger
+from shipper.ledger import Ledger, writer_id
 from shipper.sinks.sls import SlsSink, SlsSinkError, SlsSinkSettings
 from shipper.telemetry import metrics
 from tests.emulators.sls import SlsEmulator
@@ -20,6 +28,9 @@ from tests.fakes import FakeClock
 AK, SK = "LTAIledgerKEY0005", "ledger-secret-Zx8Cv6Bn4"
 PROJECT = "ecs-audit"
 EVENTS, ACTIONS, DEADLETTER = "ecs-events", "shipper-actions", "shipper-deadletter"
+REPO = Path(__file__).resolve().parents[2]
+EVENTS_INDEX = json.loads((REPO / "dashboards" / "index" / "ecs-events.json").read_text())["index"]
+STORE = f"sls:127.0.0.1/{PROJECT}/{EVENTS}"
 
 
 @pytest.fixture
@@ -27,7 +38,8 @@ def sls():
     with SlsEmulator(credentials={AK: SK}) as emulator:
         for project in (PROJECT, "ecs-audit-2"):
             emulator.create_project(project)
-            for store in (EVENTS, ACTIONS, DEADLETTER):
+            emulator.create_logstore(project, EVENTS, index=EVENTS_INDEX)
+            for store in (ACTIONS, DEADLETTER):
                 emulator.create_logstore(project, store)
         yield emulator
 
@@ -103,7 +115,7 @@ def test_an_event_sls_refused_is_not_remembered(sls, ledger):
     """Dead-lettered, not stored: if its message comes back (another sink failed), it is tried again."""
     batch = [event(1), event(2, raw="x" * 1_100_000)]  # a value over 1 MB is refused (sls.md §4.3)
     assert make_sink(sls, ledger).write(events.EVENTS_TABLE, batch) == 1
-    assert ledger.fresh(f"sls:127.0.0.1/{PROJECT}/{EVENTS}", ["uid-1", "uid-2"]) == {"uid-2"}
+    assert ledger.fresh(STORE, ["uid-1", "uid-2"]) == {"uid-2"}
     assert len(sls.logs(PROJECT, DEADLETTER)) == 1
 
 
@@ -123,3 +135,86 @@ def test_the_sink_writes_everything_when_the_ledger_is_unusable(sls, tmp_path):
     assert make_sink(sls, broken).write(events.EVENTS_TABLE, batch) == 20  # a copy: better than a loss
     assert stored_uids(sls) == Counter({f"uid-{n}": 2 for n in range(20)})
     assert metrics.LEDGER_ERRORS.total() > errors
+
+
+# -- requests whose outcome is unknown --------------------------------------------------------------------
+
+def test_a_lost_answer_is_asked_about_and_what_landed_is_not_sent_again(sls, ledger):
+    """SLS stored the request and the answer never came (LogRequestError): the retry asks, and sends nothing."""
+    batch = [event(n) for n in range(100)]
+    sls.faults.lose_answers(count=1)
+    dropped = metrics.COPIES_DROPPED.value({"sink": "sls"})
+    checked = metrics.SLS_UNKNOWN_OUTCOMES.value({"settled": "checked"})
+    assert make_sink(sls, ledger, retry_seconds=30.0).write(events.EVENTS_TABLE, batch) == 100
+    assert stored_uids(sls) == Counter(f"uid-{n}" for n in range(100))  # each once
+    assert sls.request_count("PutLogs") == 1
+    assert sls.request_count("GetLogs") == 4  # 30 uids a question (SLS's keyword limit)
+    assert ledger.fresh(STORE, [f"uid-{n}" for n in range(100)]) == set()
+    assert metrics.COPIES_DROPPED.value({"sink": "sls"}) == dropped + 100
+    assert metrics.SLS_UNKNOWN_OUTCOMES.value({"settled": "checked"}) == checked + 1
+
+
+def test_a_lost_answer_that_used_up_the_retry_budget_is_settled_at_the_next_write(sls, ledger):
+    batch = [event(n) for n in range(20)]
+    sls.faults.lose_answers(count=1)
+    sink = make_sink(sls, ledger)  # retry_seconds 1: less than the wait before SLS can be asked
+    with pytest.raises(SlsSinkError, match="LogRequestError"):
+        sink.write(events.EVENTS_TABLE, batch)
+    assert sink.write(events.EVENTS_TABLE, batch + [event(20)]) == 1  # the redelivery, and one new event
+    assert stored_uids(sls) == Counter(f"uid-{n}" for n in range(21))
+    assert sls.request_count("PutLogs") == 2
+
+
+def test_when_sls_cannot_be_asked_the_logs_are_sent_again(sls, ledger, caplog):
+    """A copy rather than a loss: GetLogs fails, so nothing is known to have landed."""
+    batch = [event(n) for n in range(5)]
+    sls.faults.lose_answers(count=1)
+    sls.faults.fail_next("InternalServerError", operation="GetLogs")
+    unchecked = metrics.SLS_UNKNOWN_OUTCOMES.value({"settled": "unchecked"})
+    with caplog.at_level(logging.WARNING, logger="shipper.sinks.sls"):
+        assert make_sink(sls, ledger, retry_seconds=30.0).write(events.EVENTS_TABLE, batch) == 5
+    assert stored_uids(sls) == Counter({f"uid-{n}": 2 for n in range(5)})
+    assert metrics.SLS_UNKNOWN_OUTCOMES.value({"settled": "unchecked"}) == unchecked + 1
+    (line,) = [r.getMessage() for r in caplog.records if "GetLogs" in r.getMessage()]
+    assert EVENTS in line and "InternalServerError" in line and SK not in line
+    assert ledger.fresh(STORE, [f"uid-{n}" for n in range(5)]) == set()  # committed once sent
+
+
+KILLED_AT_COMMIT = """
+import os, signal, sys
+from shipper import events
+from shipper.cloud import Credentials
+from shipper.ledger import Ledger
+from shipper.sinks.sls import SlsSink, SlsSinkSettings
+from tests.component.test_sls_ledger import AK, SK, PROJECT, event
+
+# SIGKILL once SLS has answered, before the ledger hears of it: the request is stored and still pending.
+Ledger.commit = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+ledger = Ledger(sys.argv[2])
+SlsSink(SlsSinkSettings(endpoint=sys.argv[1], project=PROJECT), Credentials(AK, SK), ledger=ledger).write(
+    events.EVENTS_TABLE, [event(n) for n in range(int(sys.argv[3]))])
+"""
+
+
+def test_a_writer_killed_in_flight_is_settled_on_the_next_start_without_a_copy(sls, tmp_path):
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_COMMIT, sls.endpoint, str(tmp_path / "ledger.db"), "40"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(stored_uids(sls)) == 40
+    restarted = Ledger(tmp_path / "ledger.db")
+    assert restarted.fresh(STORE, ["uid-0"]) == {"uid-0"}  # the kill came before the commit
+    sink = make_sink(sls, restarted)
+    assert sink.write(events.EVENTS_TABLE, [event(n) for n in range(41)]) == 1  # redelivered, and one new
+    restarted.close()
+    assert stored_uids(sls) == Counter(f"uid-{n}" for n in range(41))
+    assert sls.request_count("PutLogs") == 2 and sls.request_count("GetLogs") == 2
+    assert Ledger(tmp_path / "ledger.db").orphans(STORE) == []
+
+
+def test_another_live_processs_request_in_flight_is_left_to_it(sls, ledger):
+    other = Ledger(ledger.path)
+    other.writer = writer_id(os.getppid())  # a process that runs: the one that started the tests
+    other.begin(STORE, ["uid-1"], int(time.time()), int(time.time()))
+    assert make_sink(sls, ledger).write(events.EVENTS_TABLE, [event(2)]) == 1
+    assert sls.request_count("GetLogs") == 0
+    other.close()

@@ -156,6 +156,7 @@ class Faults:
         self._outage = False
         self._rates: dict[tuple[str, str | None], float] = {}
         self._queued: list[list] = []  # [code, remaining, operation, requests still to let through first]
+        self._lost: list[list] = []  # [operation, remaining]: answers to drop after the request took effect
 
     @property
     def latency(self) -> float:
@@ -193,12 +194,21 @@ class Faults:
         with self._lock:
             self._queued.append([code, count, operation, after])
 
+    def lose_answers(self, count: int = 1, operation: str = "PutLogs") -> None:
+        """Carry out the next `count` matching requests (PutLogs: store the logs), then close each connection
+        without answering (section 11: dropped connections). The client sees a network error
+        (LogRequestError, section 5) for a request that took effect: what a reset by a NAT or load
+        balancer, or a client timeout that fires while the service is still writing, does to a real request."""
+        with self._lock:
+            self._lost.append([operation, count])
+
     def clear(self) -> None:
         with self._lock:
             self._latency = 0.0
             self._outage = False
             self._rates.clear()
             self._queued.clear()
+            self._lost.clear()
 
     def _draw(self, operation: str) -> str | None:
         with self._lock:
@@ -214,6 +224,14 @@ class Faults:
                 if wanted in (None, operation) and self._rng.random() < rate:
                     return code
         return None
+
+    def _answer_lost(self, operation: str) -> bool:
+        with self._lock:
+            for entry in self._lost:
+                if entry[1] > 0 and entry[0] == operation:
+                    entry[1] -= 1
+                    return True
+        return False
 
 
 def _check_fault_code(code: str) -> None:
@@ -1242,6 +1260,8 @@ class SlsEmulator(ServiceLifecycle):
             time.sleep(self.faults.latency)
         try:
             response = self._answer(method, raw_path, raw_headers, body)
+            if response is None:
+                return None
         except SlsError as error:
             response = _error_response(error)
         except Exception as error:  # an emulator bug: say so loudly instead of dropping the connection
@@ -1250,7 +1270,7 @@ class SlsEmulator(ServiceLifecycle):
         response.headers["x-log-requestid"] = request_id
         return response
 
-    def _answer(self, method: str, raw_path: str, raw_headers, body: bytes) -> _Response:
+    def _answer(self, method: str, raw_path: str, raw_headers, body: bytes) -> _Response | None:
         url = urlsplit(raw_path)
         headers = {name.lower(): value for name, value in raw_headers.items()}
         request = _Request(method, unquote(url.path) or "/", dict(parse_qsl(url.query, keep_blank_values=True)),
@@ -1266,7 +1286,8 @@ class SlsEmulator(ServiceLifecycle):
         if operation != "CreateProject" and operation not in _ACCOUNT_OPERATIONS:
             with self._lock:
                 self._project(request.project)
-        return getattr(self, "_op_" + operation)(request, **params)
+        response = getattr(self, "_op_" + operation)(request, **params)
+        return None if self.faults._answer_lost(operation) else response
 
     def _authenticate(self, request: _Request) -> None:
         headers = request.headers

@@ -1,12 +1,14 @@
 """The delivery ledger: what each store committed, shared by processes, bounded in time, never in the way."""
 import logging
+import os
 
-from shipper.ledger import MAX_UIDS_PER_QUERY, PRUNE_EVERY_SECONDS, Ledger
+from shipper.ledger import MAX_UIDS_PER_QUERY, PRUNE_EVERY_SECONDS, Ledger, is_running, writer_id
 from shipper.telemetry import metrics
 from tests.fakes import FakeClock
 
 STORE = "sls:cn-hangzhou.log.aliyuncs.com/ecs-audit/ecs-events"
 DAY = 86400
+GONE = "4194304:1"  # above the largest pid Linux gives (pid_max is at most 2**22)
 
 
 def test_committed_uids_are_not_fresh_for_that_store_only(tmp_path):
@@ -78,3 +80,36 @@ def test_an_unusable_ledger_says_so_once_per_streak_and_recovers_by_itself(tmp_p
         ledger.commit(STORE, ["a"])
         assert ledger.fresh(STORE, ["a", "b"]) == {"b"}
     assert "works again" in caplog.text
+
+
+def test_a_pending_request_is_settled_by_its_answer(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.db")
+    accepted = ledger.begin(STORE, ["a", "b"], 100, 160)
+    refused = ledger.begin(STORE, ["c"], 100, 100)
+    assert ledger.fresh(STORE, ["a", "b", "c"]) == {"a", "b", "c"}  # pending is not committed
+    ledger.commit(STORE, ["a", "b"], settles=accepted)
+    ledger.forget(refused)
+    assert ledger.fresh(STORE, ["a", "b", "c"]) == {"c"}
+    ledger.writer = GONE  # as if this process had died: nothing of it is left to settle
+    assert Ledger(tmp_path / "ledger.db").orphans(STORE) == []
+
+
+def test_only_the_pending_requests_of_a_writer_that_is_gone_are_orphans(tmp_path):
+    clock = FakeClock(now=1_700_000_000.0)
+    killed, alive, me = (Ledger(tmp_path / "ledger.db", clock=clock) for _ in range(3))
+    killed.writer, alive.writer = GONE, writer_id(os.getppid())  # the parent process runs
+    in_flight = killed.begin(STORE, ["a", "b"], 100, 160)
+    killed.begin("sls:other/ecs-audit/ecs-events", ["c"], 100, 100)
+    alive.begin(STORE, ["d"], 100, 100)
+    me.begin(STORE, ["e"], 100, 100)
+    assert me.orphans(STORE) == [in_flight]
+    assert in_flight.uids == ("a", "b") and (in_flight.from_s, in_flight.to_s, in_flight.sent) == (100, 160, clock.now)
+
+
+def test_a_writer_is_its_pid_and_start_time_so_a_reused_pid_is_not_mistaken_for_it():
+    me = writer_id(os.getpid())
+    assert is_running(me)
+    pid, _, started = me.partition(":")
+    assert started  # Linux: the start time is known
+    assert not is_running(f"{pid}:{int(started) + 1}")  # the same pid, another process
+    assert not is_running(GONE)

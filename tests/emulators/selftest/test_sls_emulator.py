@@ -824,6 +824,14 @@ def test_outage_drops_connections_until_lifted(sls, client):
     assert len(sls.logs(PROJECT, STORE)) == 1
 
 
+def test_a_lost_answer_is_a_network_error_for_a_request_that_was_stored(sls, client):
+    sls.faults.lose_answers(count=1)
+    assert error_of(put, client, [item(k="lost")]).get_error_code() == "LogRequestError"
+    put(client, [item(k="answered")])
+    assert [log.contents["k"] for log in sls.logs(PROJECT, STORE)] == ["lost", "answered"]
+    assert sls.request_count("PutLogs") == 2
+
+
 def test_unknown_fault_code_is_refused(sls):
     with pytest.raises(ValueError):
         sls.faults.fail_next("NoSuchCode")
