@@ -20,6 +20,7 @@ from typing import Callable
 
 from shipper import events
 from shipper.hooks import INLINE, SKIPPED, Hook, action_record, execute
+from shipper.telemetry import metrics
 
 log = logging.getLogger("shipper.hooks")
 
@@ -140,6 +141,9 @@ class HookEngine:
         def emit(record: dict) -> None:
             first = not decided.is_set()
             decided.set()
+            if first:
+                metrics.HOOK_DECISIONS.inc(labels={"hook": hook.name, "decision": record.get("decision", ""),
+                                                   "reason": record.get("reason", "")})
             self._commit([record], decision_committed if first else (lambda ok: None))
 
         try:
