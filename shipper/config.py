@@ -4,14 +4,23 @@ Every key has a documented default; an unknown key, a wrong type or a bad value 
 one line names the file, the table and the key, and says what would be accepted. The top-level tables'
 settings live here; each source, sink and hook brings its own settings class (see registry.py), and each
 settings class validates its own values.
+
+Which file: `--config`, else $SHIPPER_CONFIG, else ./config.toml, else /etc/shipper/config.toml, else the
+packaged embedded default (`discover`). Before the settings are built, every string value gets `${VAR}` /
+`${VAR:-default}` substituted from the environment (`$$` is a literal `$`), and a relative path
+(PATH_KEYS) is resolved against the config file's folder, so a config means the same files from any
+working directory.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
+import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +33,7 @@ class ConfigError(ValueError):
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -33,12 +43,45 @@ class ShipperSettings:
     max_inflight_events: int = 20000        # receivers wait while this many events are buffered
     max_message_bytes: int = 1 << 20        # larger messages are dead-lettered as too-large
     log_level: str = "info"
+    log_format: str = "text"                # "json": one object per line, for Logtail / LoongCollector
     ledger_days: float = 7.0                # event_uids committed to a store are remembered this long (MNS keeps 7 days at most)
 
     def validate(self) -> None:
         registry.positive(self, "shutdown_grace_seconds", "max_inflight_events", "max_message_bytes", "ledger_days")
         if self.log_level not in LOG_LEVELS:
             raise registry.Invalid(f"`log_level` must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise registry.Invalid(f"`log_format` must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
+
+
+API_OFF = ("", "off")
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port` -> (host, port); raises ValueError with the reason."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"must be host:port such as 127.0.0.1:8787, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The monitoring port (/metrics, /healthz, /readyz), on in every `shipper run` whatever the sources."""
+    listen: str = "127.0.0.1:9598"          # "" or "off": no monitoring port; port 0: any free port (logged)
+    ready_window_seconds: float = 30.0      # /readyz: a sink or source may fail this long before it is unready
+
+    @property
+    def enabled(self) -> bool:
+        return self.listen not in API_OFF
+
+    def validate(self) -> None:
+        registry.positive(self, "ready_window_seconds")
+        if self.enabled:
+            try:
+                parse_listen(self.listen)
+            except ValueError as e:
+                raise registry.Invalid(f"`listen` {e}, or \"off\"") from None
 
 
 @dataclass(frozen=True)
@@ -156,6 +199,9 @@ class Config:
     inventory: InventorySettings = field(default_factory=InventorySettings)
     actiontrail: ActionTrailSettings = field(default_factory=ActionTrailSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    origin: str = ""                            # why this file is in force (see `discover`)
+    secrets: frozenset = field(default=frozenset(), repr=False)  # substituted values of secret-named variables
 
     def sink(self, type_: str):
         """The first sink of that type (`sqlite`, `sls`), None without one."""
@@ -165,23 +211,74 @@ class Config:
         return [settings for settings in self.hooks.values() if settings.enabled]
 
 
-def load(path: str | Path) -> Config:
+# The files that travel with the package. A wheel or sdist install carries them in shipper/_packaged/ (setup.py
+# copies them there from the repository's top level, where DESIGN keeps them); a source checkout reads them in place.
+_INSTALLED = Path(__file__).parent / "_packaged"
+CONTENT_ROOT = _INSTALLED if _INSTALLED.is_dir() else Path(__file__).parent.parent
+EMBEDDED_DEFAULT = CONTENT_ROOT / "config.toml"
+PRODUCTION_TEMPLATE = CONTENT_ROOT / "deploy" / "config.production.toml"
+DASHBOARDS = CONTENT_ROOT / "dashboards"
+
+ENV_VAR = "SHIPPER_CONFIG"
+ETC_CONFIG = Path("/etc/shipper/config.toml")
+# Why a file is in force (`shipper config` prints it).
+FLAG = "named by --config"
+ENV = "named by $SHIPPER_CONFIG"
+CWD = "./config.toml in the current folder (no --config or $SHIPPER_CONFIG)"
+ETC = "/etc/shipper/config.toml (no --config, $SHIPPER_CONFIG or ./config.toml)"
+PACKAGED = ("the packaged embedded default (no --config, $SHIPPER_CONFIG, ./config.toml or "
+            "/etc/shipper/config.toml); its relative paths resolve against the current folder")
+
+
+@dataclass(frozen=True)
+class Found:
+    """The config file in force, why (one of FLAG .. PACKAGED), and the folder its relative paths resolve against."""
+    path: Path
+    why: str
+    base: Path
+
+
+def discover(flag: str | None, environ: Mapping[str, str], cwd: Path, etc: Path = ETC_CONFIG) -> Found:
+    """--config, else $SHIPPER_CONFIG, else ./config.toml, else /etc/shipper/config.toml, else the packaged default.
+
+    A file named by --config or $SHIPPER_CONFIG is in force even when missing (`load` says so): a typo must not
+    fall through to another config. The packaged default's folder is inside the installation, so its relative
+    paths resolve against the current folder."""
+    for why, named in ((FLAG, flag), (ENV, environ.get(ENV_VAR))):
+        if named:
+            path = cwd / named
+            return Found(path, why, path.parent)
+    for why, path in ((CWD, cwd / "config.toml"), (ETC, etc)):
+        if path.is_file():
+            return Found(path, why, path.parent)
+    return Found(EMBEDDED_DEFAULT, PACKAGED, cwd)
+
+
+def load(path: str | Path, environ: Mapping[str, str] | None = None, base: Path | None = None,
+         origin: str = FLAG) -> Config:
+    """The config file at `path`, its relative paths resolved against `base` (default: the file's folder)."""
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file (pass --config PATH, or run where config.toml is)") from None
+        hint = "fix or unset $SHIPPER_CONFIG" if origin == ENV else "check --config; `shipper config` shows the discovery"
+        raise ConfigError(f"{path}: no such config file ({hint})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read the config file: {e}") from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return from_dict(doc, str(path))
+    return from_dict(doc, str(path), environ, Path(os.path.abspath(path.parent)) if base is None else base, origin)
 
 
-def from_dict(doc: dict, path: str = "config.toml") -> Config:
-    known = {"shipper", "batch", "sources", "sinks", "hooks", "openapi", "inventory", "actiontrail", "audit"}
+def from_dict(doc: dict, path: str = "config.toml", environ: Mapping[str, str] | None = None,
+              base: Path | None = None, origin: str = "") -> Config:
+    """Settings from a parsed document: ${VAR} substituted from `environ` (default os.environ), relative paths
+    resolved against `base` (None: left as written)."""
+    secrets: set[str] = set()
+    doc = _prepare(doc, TOP, "", _Context(path, os.environ if environ is None else environ, base, secrets))
+    known = {"shipper", "batch", "sources", "sinks", "hooks", "openapi", "inventory", "actiontrail", "audit", "api"}
     _reject_unknown(doc, known, path, "the top level")
     shipper = _build(ShipperSettings, doc.get("shipper", {}), path, "[shipper]")
     batch = _build(BatchSettings, doc.get("batch", {}), path, "[batch]")
@@ -189,6 +286,7 @@ def from_dict(doc: dict, path: str = "config.toml") -> Config:
     inventory = _build(InventorySettings, doc.get("inventory", {}), path, "[inventory]")
     actiontrail = _build(ActionTrailSettings, doc.get("actiontrail", {}), path, "[actiontrail]")
     audit = _build(AuditSettings, doc.get("audit", {}), path, "[audit]")
+    api = _build(ApiSettings, doc.get("api", {}), path, "[api]")
     if audit.enabled and not inventory.enabled:
         raise ConfigError(f"{path}: [audit] enabled = true needs [inventory] enabled = true: the audit compares "
                           "the trail with the inventory sync")
@@ -207,7 +305,105 @@ def from_dict(doc: dict, path: str = "config.toml") -> Config:
         raise ConfigError(f"{path}: no [[sinks]]: add at least one, e.g. [[sinks]] type = \"sqlite\"")
     return Config(path=path, shipper=shipper, batch=batch, sources=tuple(_resolved(s, shipper) for s in sources),
                   sinks=tuple(_resolved(s, shipper) for s in sinks), hooks=hooks, openapi=openapi,
-                  inventory=inventory, actiontrail=actiontrail, audit=audit)
+                  inventory=inventory, actiontrail=actiontrail, audit=audit, api=api, origin=origin,
+                  secrets=frozenset(secrets))
+
+
+TOP = "the top level"
+PATH_KEYS = frozenset({"data_dir", "path", "tls_cert", "tls_key"})  # settings that name a local file or folder
+SECRET_SUFFIXES = ("SECRET", "TOKEN", "PASSWORD", "KEY")              # variables whose values `shipper config` masks
+# $$ | ${NAME} | ${NAME:-default} | a `${` that is neither (an error). Vector's syntax, in string values only.
+_REFERENCE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|(\{))")
+
+
+@dataclass(frozen=True)
+class _Context:
+    path: str
+    environ: Mapping[str, str]
+    base: Path | None
+    secrets: set
+
+
+def _prepare(value: Any, where: str, key: str, ctx: _Context) -> Any:
+    """`value` with ${VAR} substituted in every string and each relative path under PATH_KEYS resolved."""
+    if isinstance(value, dict):
+        return {k: _prepare(v, _table(where, k) if isinstance(v, dict) else where, k, ctx) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_prepare(v, f"[[{key}]] #{i + 1}" if isinstance(v, dict) else where, key, ctx)
+                for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+    text = _substitute(value, f"{where}: `{key}`", ctx)
+    if key in PATH_KEYS and text and ctx.base is not None:
+        return os.path.normpath(ctx.base / text)
+    return text
+
+
+def _table(where: str, key: str) -> str:
+    return f"[{key}]" if where == TOP else f"{where[:-1]}.{key}]"
+
+
+def _substitute(text: str, where: str, ctx: _Context) -> str:
+    def value_of(match: re.Match) -> str:
+        escaped, name, default, broken = match.groups()
+        if escaped:
+            return "$"
+        if broken:
+            raise ConfigError(f"{ctx.path}: {where}: {text!r} has a `${{` that is not ${{VAR}} or ${{VAR:-default}}; "
+                              "write $$ for a literal $")
+        value = ctx.environ.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                raise ConfigError(f"{ctx.path}: {where}: ${{{name}}} is not set; set it, or give a default: "
+                                  f"${{{name}:-...}}")
+            return default
+        if value and name.upper().endswith(SECRET_SUFFIXES):
+            ctx.secrets.add(value)
+        return value
+    return _REFERENCE.sub(value_of, text)
+
+
+def to_toml(config: Config) -> str:
+    """The settings in force, every default filled in, as TOML that loads back to the same settings. A string
+    holding a secret (the value of a substituted variable named *SECRET, *TOKEN, *PASSWORD or *KEY) is "***"."""
+    lines: list[str] = []
+    for f in dataclasses.fields(config):  # path, origin and secrets are about the file, not settings: skipped
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            lines += _toml_table(f"[{f.name}]", value, config.secrets)
+        elif isinstance(value, tuple):
+            for item in value:
+                lines += _toml_table(f"[[{f.name}]]", item, config.secrets)
+        elif isinstance(value, dict):
+            for name, item in value.items():
+                lines += _toml_table(f"[{f.name}.{name}]", item, config.secrets)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _toml_table(header: str, settings: Any, secrets: frozenset) -> list[str]:
+    return ["", header] + [f"{f.name} = {_toml_value(getattr(settings, f.name), secrets)}"
+                           for f in dataclasses.fields(settings)]
+
+
+def _toml_value(value: Any, secrets: frozenset) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v, secrets) for v in value) + "]"
+    if isinstance(value, str):
+        text = "***" if any(secret in value for secret in secrets) else value.replace("$", "$$")
+        return '"' + "".join(_toml_char(c) for c in text) + '"'
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def _toml_char(c: str) -> str:
+    if c.isprintable() and c not in '"\\':
+        return c
+    if c in '"\\':
+        return "\\" + c
+    return f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
 
 
 def _resolved(settings, shipper: ShipperSettings):

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from shipper.cli import CONFIG_OPTION, load_config
+from shipper.config import DASHBOARDS
 
 
 @click.group()
@@ -25,8 +26,8 @@ def dashboards() -> None:
     """
 
 
-DIR_OPTION = click.option("--dir", "root", default="dashboards", show_default=True,
-                          type=click.Path(file_okay=False, path_type=Path), help="The content folder.")
+DIR_OPTION = click.option("--dir", "root", default=DASHBOARDS, type=click.Path(file_okay=False, path_type=Path),
+                          help="The content folder (default: the content installed with shipper).")
 ENDPOINT_OPTION = click.option("--endpoint", metavar="HOST", help="SLS endpoint (default: the config's sls sink).")
 
 
@@ -68,15 +69,21 @@ def _sls_content(config_path: str | None, endpoint: str | None):
 def dashboards_import(project, dry_run, root, endpoint, config_path) -> None:
     """Create missing logstores and indexes; create or update dashboards, saved searches and alerts.
 
-    Idempotent: a second run plans only `unchanged` steps. The plan is printed either way.
+    Idempotent: a second run plans only `unchanged` steps. The plan is printed either way. A dry run
+    shows a placeholder that is not set as ${NAME} and lists the variables a real import needs.
     """
     from shipper.cloud import CloudError
     from shipper.cloud.sls import error_code
     from shipper.dashboards import DashboardsError, apply, plan_import
+    from shipper.dashboards.apply import placeholder_names
 
     sls = _sls_content(config_path, endpoint)
     try:
-        steps = plan_import(sls, project, root, placeholders=os.environ)
+        needed = placeholder_names(root)
+        unset = [name for name in needed if name not in os.environ]
+        # a dry run plans an unset placeholder as itself: nothing is sent
+        fill = {name: f"${{{name}}}" for name in unset} if dry_run else {}
+        steps = plan_import(sls, project, root, placeholders={**os.environ, **fill})
         for step in steps:
             click.echo(str(step))
         if not dry_run:
@@ -88,6 +95,9 @@ def dashboards_import(project, dry_run, root, endpoint, config_path) -> None:
         raise click.ClickException(f"sls: {project}: {error_code(e)} {detail}".rstrip()) from None
     changes = sum(1 for step in steps if step.action != "unchanged")
     click.echo(f"{'would change' if dry_run else 'changed'} {changes} of {len(steps)}", err=True)
+    if dry_run and needed:
+        note = f" (not set now: {', '.join(unset)}; planned as the placeholders themselves)" if unset else ""
+        click.echo(f"a real import needs {', '.join(needed)} set{note}", err=True)
 
 
 @dashboards.command("export")

@@ -358,7 +358,7 @@ def shipper_run(tmp_path):
         line = proc.stdout.readline().decode()
         assert line, "shipper run exited early:\n" + "".join(lines)
         lines.append(line)
-    proc.target = Target(int(match.group(1)), tmp_path / "shipper-data" / "events.db", lambda: proc.poll() is None)
+    proc.target = Target(int(match.group(1)), tmp_path / "shipper-demo" / "events.db", lambda: proc.poll() is None)
     yield proc
     if proc.poll() is None:
         proc.kill()

@@ -58,7 +58,7 @@ def running(tmp_path):
         lines.append(line)
         match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
         port = int(match.group(1)) if match else None
-    proc.port, proc.db, proc.cwd, proc.env = port, tmp_path / "shipper-data" / "events.db", tmp_path, env
+    proc.port, proc.db, proc.cwd, proc.env = port, tmp_path / "shipper-demo" / "events.db", tmp_path, env
     yield proc
     if proc.poll() is None:
         proc.kill()

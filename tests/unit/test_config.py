@@ -11,7 +11,9 @@ def test_shipped_config_loads_with_demo_fleet_http_and_sqlite():
     c = config.load(REPO / "config.toml")
     assert [s.type for s in c.sources] == ["simulate", "http"]
     assert c.sources[1].listen == "127.0.0.1:8787"  # never all interfaces by default
-    assert c.sink("sqlite").path == "./shipper-data/events.db"
+    # The demo fleet has its own store beside the file, never a production data_dir (issue 14).
+    assert c.shipper.data_dir == str(REPO / "shipper-demo")
+    assert c.sink("sqlite").path == str(REPO / "shipper-demo" / "events.db")
     assert c.batch.max_events == 4096
 
 
