@@ -1,6 +1,8 @@
 """`shipper check`: validate the config and reach every configured service, one line per finding."""
 from __future__ import annotations
 
+import json
+
 from shipper import registry
 from shipper.config import Config
 from shipper.registry import Finding
@@ -15,6 +17,13 @@ def check(config: Config) -> list[Finding]:
     for sink in config.sinks:
         findings += _component_findings(sink, config)
     return findings
+
+
+def format_finding(finding: Finding, as_json: bool = False) -> str:
+    """One line: `LEVEL text`, or with `as_json` the JSON object {"level", "text"} (check --json)."""
+    if as_json:
+        return json.dumps({"level": finding.level, "text": finding.text}, ensure_ascii=False)
+    return f"{finding.level:<4} {finding.text}"
 
 
 def _component_findings(settings, config: Config) -> list[Finding]:

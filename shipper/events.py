@@ -5,6 +5,7 @@ Field names live here only: sinks, queries and dashboards read these tuples.
 from __future__ import annotations
 
 import base64
+import hashlib
 
 
 SCHEMA_VERSION = "1"
@@ -76,6 +77,7 @@ ACTION_FIELDS = (
 )
 
 DEADLETTER_FIELDS = (
+    "deadletter_uid",       # hash of source + input: the same input dead-lettered again is stored once
     "reason",
     "source",
     "message_id",
@@ -151,8 +153,14 @@ def topic(table: str, record: dict) -> str:
 
 def dead_letter(*, reason: str, source: str, message_id: str, received_time: str, error: str, raw: bytes) -> dict:
     """One `shipper-deadletter` record: the input kept whole (base64), with why it is not an event."""
-    return {"reason": reason, "source": source, "message_id": message_id, "received_time": received_time,
-            "error": error, "raw_base64": base64.b64encode(raw).decode("ascii")}
+    return {"deadletter_uid": deadletter_uid(source, raw), "reason": reason, "source": source,
+            "message_id": message_id, "received_time": received_time, "error": error,
+            "raw_base64": base64.b64encode(raw).decode("ascii")}
+
+
+def deadletter_uid(source: str, raw: bytes) -> str:
+    """The same input from the same source (a file replayed twice, a message redelivered) is one dead letter."""
+    return hashlib.sha256(source.encode("utf-8") + b"\0" + raw).hexdigest()[:32]
 
 
 def is_real_instance_id(instance_id: str) -> bool:

@@ -203,6 +203,13 @@ class Ledger:
         return [Pending(request, store, tuple(orjson.loads(uids)), from_s, to_s, sent_ms / 1000)
                 for request, writer, from_s, to_s, sent_ms, uids in rows if writer in gone]
 
+    def size(self) -> int:
+        """event_uids remembered (for /metrics); 0 while the ledger is not open (no SLS write yet)."""
+        with self._lock:
+            if self._conn is None:
+                return 0
+            return self._conn.execute("SELECT COUNT(*) FROM committed").fetchone()[0]
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:

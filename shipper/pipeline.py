@@ -27,6 +27,7 @@ from typing import Callable, Protocol
 
 from shipper import events
 from shipper.telemetry import metrics
+from shipper.telemetry.health import Health
 from shipper.config import BatchSettings
 from shipper.decode import DEFAULT_MAX_BYTES, Rejected
 from shipper.normalize import events_from_bytes
@@ -81,11 +82,12 @@ Enricher = Callable[[list[dict]], None]  # fills event records in place, in arri
 class _Tracker:
     """Counts a message's records still to commit and its holds; reports its Result exactly once."""
 
-    __slots__ = ("message", "pending", "holds", "result", "done", "committed")
+    __slots__ = ("message", "pending", "holds", "result", "done", "committed", "received_ms")
 
-    def __init__(self, message: Message, pending: int, result: Result):
+    def __init__(self, message: Message, pending: int, result: Result, received_ms: int = 0):
         self.message, self.pending, self.result = message, pending, result  # pending: records + holds
         self.holds, self.done, self.committed = 0, False, False
+        self.received_ms = received_ms  # for the receipt-to-commit latency of events
 
 
 @dataclass
@@ -101,6 +103,14 @@ def _record_size(record: dict) -> int:
     return len(record.get("raw", "")) + len(record.get("detail", "")) + len(record.get("raw_base64", "")) + 600
 
 
+def _committed_events(tracker: _Tracker) -> None:
+    """A message's events are in every sink: its receipt-to-commit latency, and its source's last commit."""
+    if tracker.result.events:
+        source = tracker.message.source
+        metrics.COMMIT_SECONDS.observe(max(time.time() - tracker.received_ms / 1000, 0), labels={"source": source})
+        metrics.SINCE_COMMIT.mark(source)
+
+
 def dead_letter_record(message: Message, reason: str, error: str, received_ms: int) -> dict:
     return events.dead_letter(reason=reason, source=message.source, message_id=message.message_id,
                               received_time=format_time_ms(received_ms), error=error, raw=message.body)
@@ -113,6 +123,7 @@ class Pipeline:
         if not sinks:
             raise ValueError("a pipeline needs at least one sink")
         self.sinks = list(sinks)
+        self.sink_health = [Health(f"sink {sink.name}") for sink in self.sinks]  # for /readyz
         self._enrichers = tuple(enrichers)
         self._listeners: list[CommitListener] = []
         self.batch = batch
@@ -163,7 +174,7 @@ class Pipeline:
         if not records:  # an empty JSON array: nothing to store, nothing to lose
             message.on_done(result)
             return
-        self._enqueue(table, records, _Tracker(message, len(records), result))
+        self._enqueue(table, records, _Tracker(message, len(records), result, received_ms))
 
     def record(self, table: str, records: list[dict], done: Callable[[bool], None]) -> None:
         """Commit records made inside shipper (hook decisions); done(True) once they are in every sink."""
@@ -277,13 +288,16 @@ class Pipeline:
         """Write the batch to every sink; the last error, "" when all took it."""
         started = time.perf_counter()
         error = ""
-        for sink in self.sinks:
+        for sink, health in zip(self.sinks, self.sink_health):
+            health.trying()
             try:
                 new = sink.write(table, records)
+                health.ok()
                 if table == events.EVENTS_TABLE:
                     metrics.EVENTS_STORED.inc(new, labels={"sink": sink.name})
             except Exception as e:  # any sink failure means: not committed, deliver again
                 error = str(e) or type(e).__name__
+                health.failed(error)
                 metrics.SINK_ERRORS.inc(labels={"sink": sink.name})
                 log.error("sink %s: %s", sink.name, error)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
@@ -324,11 +338,14 @@ class Pipeline:
             message = tracker.message
             try:
                 if result is None:
+                    _committed_events(tracker)
                     if message.on_committed:
                         message.on_committed(tracker.result)
                     continue
                 if result.status is Status.COMMITTED:
                     metrics.EVENTS_COMMITTED.inc(result.events)
+                    if not tracker.committed:
+                        _committed_events(tracker)
                     if message.on_committed and not tracker.committed:
                         message.on_committed(result)
                 message.on_done(result)

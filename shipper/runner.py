@@ -12,7 +12,8 @@ import threading
 from contextlib import contextmanager
 
 from shipper import events, registry
-from shipper.telemetry import metrics
+from shipper.telemetry import health, metrics
+from shipper.telemetry.api import MonitoringServer
 from shipper.config import Config
 from shipper.cloud import Credentials, credentials_for
 from shipper.audit.report import Auditor
@@ -54,6 +55,23 @@ class Runtime:
         self.alerts: AlertIntake | None = None
         self._openapi: OpenApi | None = None
         self.trail_poller: TrailPoller | None = None
+        self.state = "starting"                  # then "running", "stopping": /readyz is 503 but while running
+        self.health: list[health.Health] = []    # each sink's and source's, for /readyz
+        self.api: MonitoringServer | None = None
+
+    def start_api(self) -> None:
+        """With `[api] listen` on: the monitoring port, first, so /healthz answers while the rest starts."""
+        if not self.config.api.enabled:
+            return
+        metrics.LEDGER_ENTRIES.set_function(self.ledger.size)
+        metrics.REGISTRY_INSTANCES.set_function(self.instances.size)
+        self.api = MonitoringServer(self.config.api.listen, self.not_ready).start()
+
+    def not_ready(self) -> dict[str, str]:
+        """What /readyz names: {} once running with every sink and source working (within the window)."""
+        if self.state != "running":
+            return {"shipper": self.state}
+        return health.not_ready(self.health, self.config.api.ready_window_seconds)
 
     def credentials(self, what: str, error: type[Exception]) -> Credentials:
         """The ALIBABA_CLOUD_* credentials, or `error` saying "<what>: set …"."""
@@ -111,6 +129,7 @@ class Runtime:
         self.pipeline = Pipeline(sinks, self.config.batch, enrichers=(self.instances.enrich,),
                                  max_inflight_events=self.config.shipper.max_inflight_events,
                                  max_message_bytes=self.config.shipper.max_message_bytes)
+        self.health.extend(self.pipeline.sink_health)
         return self.pipeline
 
     def build_hooks(self) -> HookEngine | None:
@@ -131,10 +150,14 @@ class Runtime:
         return self.engine
 
     def build_sources(self) -> list:
-        return [registry.for_settings(s).build(s, self) for s in self.config.sources]
+        """Each source; one with a `health` (e.g. MNS: its receives work) is watched by /readyz."""
+        sources = [registry.for_settings(s).build(s, self) for s in self.config.sources]
+        self.health.extend(source.health for source in sources if hasattr(source, "health"))
+        return sources
 
     def close(self, sources: list, grace: float) -> bool:
         """Stop receiving, let hooks finish what is due, flush, acknowledge; True when all was written."""
+        self.state = "stopping"
         for source in sources:
             source.stop()
         if self.trail_poller:
@@ -147,6 +170,8 @@ class Runtime:
         if self.alerts:
             self.alerts.close()
         self.close_stores()
+        if self.api:
+            self.api.close()
         return drained
 
     def close_stores(self) -> None:
@@ -173,11 +198,17 @@ def delivery(config: Config):
         runtime.close_stores()
 
 
-def _progress_line() -> str:
-    return (f"{metrics.EVENTS_COMMITTED.total():.0f} events committed "
-            f"({metrics.EVENTS_STORED.total():.0f} new rows), "
+def _progress_line(sinks: list[str]) -> str:
+    """The counts so far; new rows per sink, since each sink stores an event once (a sum would count it twice)."""
+    new_rows = ", ".join(f"{metrics.EVENTS_STORED.value({'sink': name}):.0f} in {name}" for name in sinks)
+    return (f"{metrics.EVENTS_COMMITTED.total():.0f} events committed (new: {new_rows}), "
             f"{metrics.DEAD_LETTERS.total():.0f} dead letters, "
             f"{metrics.SINK_ERRORS.total():.0f} sink errors, {metrics.INFLIGHT.value():.0f} in flight")
+
+
+NO_SOURCES_WARNING = ("no [[sources]] in the config: no events will arrive (only [actiontrail] api calls and "
+                      "[inventory]/[audit] findings, when enabled); add a [[sources]] table of type \"mns\" or "
+                      "\"http\" (README: Turning the demo off)")
 
 
 def run(config: Config, stop: threading.Event | None = None) -> int:
@@ -195,6 +226,7 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
     runtime = Runtime(config, on_fatal)
     started = []
     try:
+        runtime.start_api()
         pipeline = runtime.build_pipeline()
         runtime.build_hooks()
         runtime.start_inventory()
@@ -205,18 +237,22 @@ def run(config: Config, stop: threading.Event | None = None) -> int:
     except BaseException:
         runtime.close(started, config.shipper.shutdown_grace_seconds)
         raise
-    sinks = ", ".join(s.name for s in pipeline.sinks)
-    log.info("running: %d source(s) into %s; Ctrl-C or SIGTERM stops after a flush", len(started), sinks)
+    runtime.state = "running"
+    sink_names = [s.name for s in pipeline.sinks]
+    log.info("running: %d source(s) into %s; Ctrl-C or SIGTERM stops after a flush", len(started),
+             ", ".join(sink_names))
+    if not started:
+        log.warning("%s", NO_SOURCES_WARNING)
     last = None
     while not stop.wait(PROGRESS_EVERY_SECONDS):
         runtime.instances.try_save()  # never raises: input, stores and the registry must not end the process
-        line = _progress_line()
+        line = _progress_line(sink_names)
         if line != last:
             log.info("%s", line)
             last = line
     log.info("stopping: no new input; flushing (up to %.0f s)", config.shipper.shutdown_grace_seconds)
     drained = runtime.close(started, config.shipper.shutdown_grace_seconds)
-    log.info("%s", _progress_line())
+    log.info("%s", _progress_line(sink_names))
     if fatal:
         log.error("stopped: %s", fatal[0])
         return 1

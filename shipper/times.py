@@ -32,6 +32,8 @@ SCHEMA_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 MINUTE_TIME_FORMATS = ("%Y-%m-%dT%H:%MZ", "%Y-%m-%dT%H:%M:%SZ")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_DATE_SPACE_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}) +(\d)", re.ASCII)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -112,23 +114,31 @@ def parse_duration_ms(text: str) -> int:
     return int(float(match.group(1)) * _UNIT_MS[match.group(2)])
 
 
-def parse_instant_ms(text: str) -> int:
-    """An ISO 8601 / RFC 3339 time or epoch seconds/ms -> epoch ms; ValueError names the forms."""
-    ms = parse_time_ms(text)
+def parse_instant_ms(text: str, *, day_end: bool = False) -> int:
+    """An ISO 8601 / RFC 3339 time (`T` or a space between date and time; no zone means UTC), a UTC date, or
+    epoch seconds/ms -> epoch ms; ValueError names the forms. A date is the start of its day, or with `day_end`
+    the start of the next (a window's end is exclusive, so `--to 2025-06-14` takes in that whole day)."""
+    text = text.strip()
+    if _DATE.fullmatch(text):
+        ms = parse_time_ms(text + "T00:00Z")
+        if ms is not None:
+            return ms + _UNIT_MS["d"] if day_end else ms
+    ms = parse_time_ms(_DATE_SPACE_TIME.sub(r"\1T\2", text))
     if ms is None:
-        raise ValueError(f"{text!r} is not a time; use 2025-06-14T01:15:02Z, 2025-06-14 or epoch seconds")
+        raise ValueError(f"{text!r} is not a time; use 2025-06-14T01:15:02Z, 2025-06-14 01:15:02, 2025-06-14 "
+                         "or epoch seconds")
     return ms
 
 
 def window(since: str | None, start: str | None, end: str | None, now_ms: int | None = None) -> tuple[int | None, int | None]:
-    """(from_ms, to_ms) for --since or --from/--to; None means unbounded."""
+    """[from_ms, to_ms) for --since or --from/--to; None means unbounded. A date as --to includes its day."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     if since and (start or end):
         raise ValueError("use --since, or --from/--to, not both")
     if since:
         return now_ms - parse_duration_ms(since), None
     from_ms = parse_instant_ms(start) if start else None
-    to_ms = parse_instant_ms(end) if end else None
+    to_ms = parse_instant_ms(end, day_end=True) if end else None
     if from_ms is not None and to_ms is not None and from_ms > to_ms:
         raise ValueError("--from is later than --to")
     return from_ms, to_ms

@@ -24,7 +24,8 @@ def run(config_path: str | None) -> None:
     from shipper.sources import SourceError
 
     config = load_config(config_path)
-    logs.setup(config.shipper.log_level, tuple(s.token_env for s in config.sources if hasattr(s, "token_env")))
+    logs.setup(config.shipper.log_level, tuple(s.token_env for s in config.sources if hasattr(s, "token_env")),
+               config.shipper.log_format)
     try:
         status = runner.run(config)
     except (StoreError, SourceError, runner.HooksError) as e:
@@ -36,13 +37,16 @@ def run(config_path: str | None) -> None:
 @CONFIG_OPTION
 @click.option("--permissions", is_flag=True,
               help="Only print the RAM actions this config's sources, sinks and hooks call (for a RAM policy).")
-def check(config_path: str | None, permissions: bool) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help='One JSON object per finding and line: {"level": "ok"|"warn"|"FAIL", "text": ...}.')
+def check(config_path: str | None, permissions: bool, as_json: bool) -> None:
     """Validate the config and reach every configured service: one line per finding.
 
     FAIL lines are what would stop `shipper run` (a missing queue, a refused key, an unwritable store);
-    the exit status is 1 when there is one.
+    the exit status is 1 when there is one. warn lines are what `shipper run` starts with and warns about
+    (an unset push token, the demo fleet).
     """
-    from shipper.check import check as run_check, required_permissions
+    from shipper.check import check as run_check, format_finding, required_permissions
 
     config = load_config(config_path)
     if permissions:
@@ -51,7 +55,7 @@ def check(config_path: str | None, permissions: bool) -> None:
         return
     findings = run_check(config)
     for finding in findings:
-        click.echo(f"{finding.level:<4} {finding.text}")
+        click.echo(format_finding(finding, as_json))
     if any(f.level == "FAIL" for f in findings):
         sys.exit(1)
 
@@ -62,7 +66,8 @@ def check(config_path: str | None, permissions: bool) -> None:
 def replay(path: Path, config_path: str | None) -> None:
     """Ingest PATH (a JSON file, an NDJSON file or a folder of them) into the configured sinks.
 
-    Safe to repeat: an event already stored (same event_uid) is not stored twice.
+    Safe to repeat: an event already stored (same event_uid) is not stored twice, nor is a dead letter of
+    the same input. The summary says how many events each sink did not hold before ("new events").
     """
     from shipper import runner
     from shipper.telemetry import logs
@@ -80,8 +85,9 @@ def replay(path: Path, config_path: str | None) -> None:
     except (ReplayError, StoreError, runner.HooksError) as e:
         raise click.ClickException(str(e)) from None
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.reasons.items()))
+    new = ", ".join(f"{n} in {sink}" for sink, n in summary.new_events.items())
     click.echo(f"{summary.messages} messages: {summary.events} events committed, "
                f"{summary.dead_lettered} dead-lettered{f' ({reasons})' if reasons else ''}, "
-               f"{summary.failed} failed", err=True)
+               f"{summary.failed} failed; new events: {new}", err=True)
     if summary.failed:
         raise click.ClickException(f"{summary.failed} messages were not committed; see the errors above and replay again")

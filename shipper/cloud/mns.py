@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 import xml.etree.ElementTree as ElementTree
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import mns.pkg_info
 from mns.account import Account
@@ -21,6 +21,7 @@ from mns.mns_exception import MNSClientNetworkException, MNSExceptionBase, MNSSe
 from mns.mns_http import RequestInternal
 from mns.mns_request import ReceiveMessageResponseEntry
 from mns.mns_tool import BatchReceiveMessageValidator
+from mns.queue import Message as SendEntry
 
 from shipper.cloud.credentials import Credentials
 from shipper.cloud.errors import CloudError, NotFound, redact
@@ -35,6 +36,10 @@ FATAL_QUEUE_CODES = frozenset({"QueueNotExist", "InvalidQueueName", "QueueNameLe
 FATAL_AUTH_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
                               "MissingAuthorizationHeader", "InvalidAuthorizationHeader", "TimeExpired"})
 FATAL_CLIENT_CODES = frozenset({"InvalidHost"})
+
+# BatchSendMessage limits (reference/mns.md, BatchSendMessage): at most 16 messages and 64 KB of bodies.
+SEND_BATCH_MESSAGES = 16
+SEND_BATCH_BYTES = 65536
 
 
 def cloud_error(exc: Exception, secrets: Iterable[str] = ()) -> CloudError:
@@ -91,6 +96,12 @@ class Queue:
             error = cloud_error(e, self._secrets)
         raise error  # outside the except clause: not chained to the SDK's exception (which may quote a secret)
 
+    def send(self, bodies: list[str]) -> list[str]:
+        """BatchSendMessage of one batch (see send_batches), bodies sent as they are (encoding is off): the
+        message ids. A message the service refused fails the call with the first refusal's CloudError (the
+        batch's other messages may be in the queue)."""
+        return [m.message_id for m in self._call(self._queue.batch_send_message, [SendEntry(b) for b in bodies])]
+
     def change_visibility(self, handle: str, seconds: int) -> str:
         """ChangeMessageVisibility: the message's new receipt handle; NotFound when `handle` is stale (the
         message is visible again, or gone)."""
@@ -132,6 +143,22 @@ def open_queue(endpoint: str, queue: str, credentials: Credentials) -> Queue:
         q.set_encoding(False)  # bodies are decoded by shipper: raw JSON or strict base64 (mns.md section 8)
         return Queue(q, secrets)
     raise error  # outside the except clause: not chained to the SDK's exception
+
+
+def send_batches(bodies: Iterable[str]) -> Iterator[list[str]]:
+    """Bodies grouped in order into BatchSendMessage batches: at most SEND_BATCH_MESSAGES and SEND_BATCH_BYTES
+    each (a body over the limit goes alone, for the service to refuse by name)."""
+    batch: list[str] = []
+    size = 0
+    for body in bodies:
+        length = len(body.encode("utf-8"))
+        if batch and (len(batch) == SEND_BATCH_MESSAGES or size + length > SEND_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(body)
+        size += length
+    if batch:
+        yield batch
 
 
 def check_queue(endpoint: str, queue: str, credentials: Credentials) -> dict:

@@ -37,6 +37,14 @@ def substitute_placeholders(value, placeholders: Mapping[str, str]):
     return value
 
 
+def placeholder_names(root: Path) -> list[str]:
+    """The `${NAME}`s the alert resources of `root` take from the environment, sorted: what a real import
+    needs set."""
+    entities, _ = load(Path(root))
+    return sorted({name for kind in (WEBHOOK, CONTENT_TEMPLATE, ACTION_POLICY) for e in of(entities, kind).values()
+                   for name in PLACEHOLDER.findall(json.dumps(e.body.get("value", {})))})
+
+
 def _contains(current, desired) -> bool:
     """Whether current holds every key desired sets, with equal values: SLS adds keys of its own."""
     if isinstance(desired, dict):

@@ -199,6 +199,10 @@ class InstanceRegistry:
                          expired_time=instance.expired_time, described=format_time_ms(int(time.time() * 1000)))
             self._dirty.add(instance.instance_id)
 
+    def size(self) -> int:
+        """Instances known (for /metrics)."""
+        return len(self._entries)
+
     def get(self, instance_id: str) -> dict | None:
         with self._lock:
             entry = self._entries.get(instance_id)

@@ -1,8 +1,9 @@
 """The stores a search reads: the embedded SQLite store and SLS, behind one interface, and which to open.
 
 Both answer `search(text, table=, since_ms=, until_ms=, limit=, all_copies=) -> Rows` and
-`instance_events(instance_id)` (the instance's events as schema dicts of str, in time order). open_store()
-picks the configured one.
+`instance_events(instance_id)` (the instance's events as schema dicts, in time order). open_store() picks
+the configured one. Values have the same types from either store: events.NUMERIC_FIELDS are numbers (None
+when empty), every other schema field is text (SLS answers text only, so SlsStore converts).
 
 SLS keeps every copy of a redelivered event (DESIGN: a copy can land between a store's commit and the
 ledger's, or from two hosts); the SQLite store keeps the first. So that both give the same rows, SlsStore
@@ -70,7 +71,8 @@ class SqliteStore:
         cursor = self.conn.execute(
             f'SELECT {", ".join(chr(34) + f + chr(34) for f in fields)} FROM "{events.EVENTS_TABLE}" '
             "WHERE instance_id = ? ORDER BY event_time_ms, rowid", (instance_id,))
-        return [{f: ("" if v is None else str(v)) for f, v in zip(fields, row)} for row in cursor]
+        return [{f: (v if f in events.NUMERIC_FIELDS else "" if v is None else str(v)) for f, v in zip(fields, row)}
+                for row in cursor]
 
 
 def _cell(value):
@@ -120,7 +122,7 @@ class SlsStore:
             else:
                 rows = self._first_copies(text, since_ms, until_ms, limit)
             columns = list(events.TABLE_FIELDS[table])
-        return Rows(columns, [tuple(r.get(c, "") for c in columns) for r in rows])
+        return Rows(columns, [tuple(_typed(c, r.get(c, "")) for c in columns) for r in rows])
 
     def _first_copies(self, text: str, since_ms: int | None, until_ms: int | None, limit: int) -> list[dict]:
         """Up to `limit` events, newest first, each event_uid once. Pages on past the limit-th event while
@@ -146,8 +148,21 @@ class SlsStore:
         found: dict[str, dict] = {}
         for page in self._pages(f'instance_id: "{instance_id}"', None, None):
             _keep_first_copies(found, page)
-        timeline = [{f: e.get(f, "") for f in events.EVENT_FIELDS} for e in found.values()]
-        return sorted(timeline, key=lambda e: int(e["event_time_ms"] or 0))
+        timeline = [{f: _typed(f, e.get(f, "")) for f in events.EVENT_FIELDS} for e in found.values()]
+        return sorted(timeline, key=lambda e: e["event_time_ms"] or 0)
+
+
+def _typed(column: str, text: str):
+    """An SLS value as the SQLite store gives it: a number for a numeric schema field (None when empty or not
+    a number), else the text. A SQL part's computed columns (count(*) ...) stay text: SLS says nothing of types."""
+    if column not in events.NUMERIC_FIELDS:
+        return text
+    for number in (int, float):
+        try:
+            return number(text)
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def _keep_first_copies(found: dict[str, dict], rows: list[dict]) -> None:

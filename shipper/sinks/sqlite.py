@@ -2,7 +2,8 @@
 
 Each table holds the record fields plus `time_ms` (SLS `__time__` in ms), `topic` (`__topic__`) and
 `source_host` (`__source__`), so one query language serves both stores. A repeated `event_uid` in
-`ecs-events` is ignored: at-least-once delivery never shows duplicates here. Readers (`shipper search`)
+`ecs-events`, or `deadletter_uid` in `shipper-deadletter`, is ignored: at-least-once delivery and a replay
+never show duplicates here. Readers (`shipper search`)
 work while `shipper run` writes.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ _TIME_FIELD = {
     events.AUDIT_TABLE: "found_time",
 }
 _HOST = socket.gethostname()
+_UNIQUE_TABLES = (events.EVENTS_TABLE, events.DEADLETTER_TABLE)  # a repeat of event_uid / deadletter_uid is ignored
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +67,9 @@ def _indexes() -> list[str]:
     for name in events.INDEXED_EVENT_FIELDS:
         statements.append(f'CREATE INDEX IF NOT EXISTS "ecs-events:{name}" ON "ecs-events" ("{name}")')
     statements.append('CREATE INDEX IF NOT EXISTS "shipper-actions:instance_id" ON "shipper-actions" (instance_id)')
+    # Partial: rows stored before deadletter_uid existed have none, and stay as they are.
+    statements.append('CREATE UNIQUE INDEX IF NOT EXISTS "shipper-deadletter:deadletter_uid" ON "shipper-deadletter" '
+                      "(deadletter_uid) WHERE deadletter_uid != ''")
     return statements
 
 
@@ -151,7 +156,7 @@ class SqliteSink:
         for table, fields in events.TABLE_FIELDS.items():
             columns = ", ".join(f'"{f}"' for f in fields + META_COLUMNS)
             marks = ", ".join("?" for _ in fields + META_COLUMNS)
-            verb = "INSERT OR IGNORE" if table == events.EVENTS_TABLE else "INSERT"
+            verb = "INSERT OR IGNORE" if table in _UNIQUE_TABLES else "INSERT"
             self._insert[table] = f'{verb} INTO "{table}" ({columns}) VALUES ({marks})'
 
     def write(self, table: str, records: list[dict]) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from shipper.pipeline import Message, Pipeline, Result, Status
+from shipper.telemetry import metrics
 
 
 class ReplayError(Exception):
@@ -59,6 +60,7 @@ class ReplaySummary:
     dead_lettered: int = 0
     failed: int = 0
     reasons: collections.Counter = field(default_factory=collections.Counter)
+    new_events: dict[str, int] = field(default_factory=dict)  # per sink: events it did not hold before
 
 
 def total_bytes(path: Path) -> int:
@@ -68,6 +70,7 @@ def total_bytes(path: Path) -> int:
 def replay(path: Path, pipeline: Pipeline, on_progress: Callable[[int], None], timeout: float) -> ReplaySummary:
     """Feed every message under `path` through `pipeline`, flush, and count the outcomes."""
     summary = ReplaySummary()
+    stored_before = {sink.name: _stored(sink.name) for sink in pipeline.sinks}
     lock = threading.Lock()
 
     settled = 0
@@ -91,4 +94,10 @@ def replay(path: Path, pipeline: Pipeline, on_progress: Callable[[int], None], t
     pipeline.close(timeout)
     with lock:
         summary.failed += summary.messages - settled  # never answered: the flush ran out of time
+    summary.new_events = {name: _stored(name) - before for name, before in stored_before.items()}
     return summary
+
+
+def _stored(sink: str) -> int:
+    """Event rows new to `sink` so far in this process (each sink counts its own, pipeline.py)."""
+    return int(metrics.EVENTS_STORED.value({"sink": sink}))

@@ -31,6 +31,7 @@ import orjson
 import uvicorn
 
 from shipper import events, registry
+from shipper.config import parse_listen
 from shipper.telemetry import metrics
 from shipper.registry import Finding
 from shipper.decode import TOO_LARGE
@@ -50,15 +51,6 @@ BACKLOG = 4096
 # Threads that decode and buffer pushes (Pipeline.submit blocks while the in-flight buffer is full): the
 # only threads the server uses besides its loop, however many connections are open.
 SUBMIT_THREADS = 4
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port` -> (host, port); raises ValueError with the reason."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"must be host:port such as 127.0.0.1:8787, got {listen!r}")
-    return host.strip("[]"), int(port)
-
 
 
 @dataclass(frozen=True)
@@ -354,7 +346,7 @@ class _App:
         if request.method == "GET" and request.path == "/healthz":
             return await self._reply(request, 200, {"status": "ok", "inflight": self.server.pipeline.inflight})
         if request.method == "GET" and request.path == "/metrics":
-            return await self._reply(request, 200, metrics.render().encode(), "text/plain; version=0.0.4")
+            return await self._reply(request, 200, metrics.render(), metrics.CONTENT_TYPE)
         if request.method not in ("GET", "POST"):
             return await self._reply(request, 405, {"error": "pushes are POST or GET"}, close=True)
         if not await self._admitted(request):
@@ -510,7 +502,8 @@ def check(source: HttpSourceSettings, config=None) -> list[Finding]:
     if os.environ.get(source.token_env):
         findings.append(Finding("ok", f"http source: token variable {source.token_env} is set"))
     else:
-        findings.append(Finding("FAIL", f"http source: {source.token_env} is not set: every push would get 401; "
+        # `shipper run` starts without it and warns (pushes get 401): not a FAIL, the same word as run's
+        findings.append(Finding("warn", f"http source: {source.token_env} is not set: every push would get 401; "
                                         f"export it with the token your senders use"))
     host, port = parse_listen(source.listen)
     try:

@@ -33,6 +33,8 @@ from shipper.config import endpoint_url
 from shipper.registry import Finding
 from shipper.pipeline import Message, Pipeline, Result, Status
 from shipper.sources import SourceError
+from shipper.telemetry import metrics
+from shipper.telemetry.health import Health
 
 log = logging.getLogger("shipper.sources.mns")
 
@@ -48,6 +50,7 @@ MIN_EXTENSION_SECONDS = 30     # an extension buys at least this long (Visibilit
 LAPSED_MEMORY = 100_000        # ids of committed messages whose delete came too late, kept to delete them
 # Exponential backoff with full jitter after failed calls: many consumers do not retry in step.
 RECEIVE_BACKOFF = Backoff(base=0.2, cap=30.0)
+STARTUP_RETRY_SECONDS = 60.0  # `shipper run` asks a queue that answers 5xx (or cannot be reached) at start this long
 DELETE_BACKOFF = Backoff(base=0.2, cap=5.0)
 
 # shipper.cloud.mns (and with it the MNS SDK) is imported where a queue is first used, not with this module:
@@ -108,17 +111,28 @@ def fatal_message(error: CloudError, settings: MnsSourceSettings, key_id: str) -
     return f"mns source: {settings.endpoint}: {code}: {error.message}"
 
 
-def check_queue(settings: MnsSourceSettings, credentials: Credentials) -> dict:
-    """Reach the queue once: its attributes (shipper.cloud.mns.Queue.attributes), or MnsFatal naming the problem."""
+def check_queue(settings: MnsSourceSettings, credentials: Credentials, retry_seconds: float = 0.0,
+                sleep: Callable[[float], None] = time.sleep) -> dict:
+    """Reach the queue: its attributes (shipper.cloud.mns.Queue.attributes), or MnsFatal naming the problem.
+    A passing fault (5xx, throttling, network) is asked again for `retry_seconds` (`shipper run` at start:
+    one 5xx must not stop it); a lasting one (queue missing, key refused) ends it at once."""
     from shipper.cloud import mns as cloud_mns
 
-    try:
-        return cloud_mns.check_queue(settings.endpoint, settings.queue, credentials)
-    except CloudError as e:
-        if e.fatal:
-            raise MnsFatal(fatal_message(e, settings, credentials.access_key_id)) from None
-        raise MnsFatal(f"mns source: cannot reach {settings.endpoint} ({e.code}); "
-                       f"check `endpoint` and the network") from None
+    deadline = time.monotonic() + retry_seconds
+    attempt = 0
+    while True:
+        try:
+            return cloud_mns.check_queue(settings.endpoint, settings.queue, credentials)
+        except CloudError as e:
+            if e.fatal:
+                raise MnsFatal(fatal_message(e, settings, credentials.access_key_id)) from None
+            delay = RECEIVE_BACKOFF.seconds(attempt)
+            if not e.retryable or time.monotonic() + delay > deadline:
+                raise MnsFatal(f"mns source: cannot reach {settings.endpoint} ({e.code}); "
+                               f"check `endpoint` and the network") from None
+            log.warning("mns source: queue %s: %s at start; asking again in %.1f s", settings.queue, e.code, delay)
+            attempt += 1
+            sleep(delay)
 
 
 class _Held:
@@ -141,6 +155,7 @@ class MnsConsumer:
         self.credentials = credentials
         self.on_fatal = on_fatal
         self.source_name = f"mns:{settings.queue}"
+        self.health = Health(f"source {self.source_name}")  # receiving works (idle while the sinks fail)
         self._clock = clock
         self._stop = threading.Event()
         self._closing = threading.Event()
@@ -167,7 +182,8 @@ class MnsConsumer:
         if self.settings.endpoint.startswith("https://"):
             # The SDK opens HTTPS connections without a timeout (mns.md section 1); bound every socket.
             socket.setdefaulttimeout(self.settings.wait_seconds + 30)
-        self.visibility_timeout = max(int(check_queue(self.settings, self.credentials)["visibility_timeout"]), 1)
+        attributes = check_queue(self.settings, self.credentials, retry_seconds=STARTUP_RETRY_SECONDS)
+        self.visibility_timeout = max(int(attributes["visibility_timeout"]), 1)
         self._extend_pool = ThreadPoolExecutor(EXTEND_WORKERS, thread_name_prefix="shipper-mns-extend")
         for n in range(self.settings.receivers):
             self._threads.append(threading.Thread(target=self._receive_loop, name=f"shipper-mns-recv-{n}", daemon=True))
@@ -217,8 +233,11 @@ class MnsConsumer:
                 messages = q.receive(self.settings.batch_size, self.settings.wait_seconds)
             except NotFound:  # MessageNotExist: nothing came within the wait
                 failures = 0
+                self.health.ok()
                 continue
             except CloudError as e:
+                metrics.MNS_ERRORS.inc(labels={"operation": "receive", "code": e.code})
+                self.health.failed(f"receive: {e.code}")
                 if e.fatal:
                     self._fatal(e)
                     return
@@ -229,6 +248,7 @@ class MnsConsumer:
                 q = self._queue()  # a fresh connection after a network failure
                 continue
             failures = 0
+            self.health.ok()
             log.debug("mns source: received %d messages from %s", len(messages), self.settings.queue)
             for m in messages:
                 self._hand_over(m)
@@ -317,6 +337,7 @@ class MnsConsumer:
                 self._delete(q, ids)
                 failures = 0
             except Exception as e:
+                metrics.MNS_ERRORS.inc(labels={"operation": "delete", "code": _code(e)})
                 if isinstance(e, CloudError) and e.fatal:
                     self._fatal(e)
                 failures += 1
@@ -377,6 +398,7 @@ class MnsConsumer:
             try:
                 self._extend_due()
             except Exception as e:  # one failed round must not end extensions for good
+                metrics.MNS_ERRORS.inc(labels={"operation": "extend", "code": _code(e)})
                 log.warning("mns source: visibility extension failed (%s)", _code(e))
             self._closing.wait(EXTEND_CHECK_SECONDS)
 

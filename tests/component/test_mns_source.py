@@ -218,6 +218,16 @@ def test_missing_queue_is_fatal_naming_the_queue(mns, tmp_path):
     pipeline.close(5)
 
 
+def test_a_passing_5xx_at_start_is_asked_again_not_fatal(mns, tmp_path):
+    pipeline = Pipeline([SqliteSink(tmp_path / "e.db")], BatchSettings()).start()
+    mns.fail_next("InternalError", "GetQueueAttributes", times=2)
+    consumer = MnsConsumer(settings(mns), pipeline, Credentials(KEY_ID, SECRET)).start()
+    assert consumer.visibility_timeout == 3
+    consumer.stop()
+    consumer.close(5)
+    pipeline.close(5)
+
+
 def test_wrong_secret_is_fatal_naming_the_key_never_the_secret(mns, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     pipeline = Pipeline([SqliteSink(tmp_path / "e.db")], BatchSettings()).start()

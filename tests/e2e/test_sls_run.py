@@ -86,7 +86,7 @@ linger_ms = 100
     instance = rows[0]["instance_id"]
     life = shipper("lifecycle", instance, "--json", cwd=tmp_path)
     assert life.returncode == 0, life.stderr
-    timeline = [json.loads(line) for line in life.stdout.decode().splitlines()]
+    timeline = [json.loads(line) for line in life.stdout.decode().splitlines()[1:]]  # after the summary
     assert [e["event_time_ms"] for e in timeline] == sorted(e["event_time_ms"] for e in timeline)
     assert {e["instance_id"] for e in timeline} == {instance} and len({e["event_uid"] for e in timeline}) == len(timeline)
 

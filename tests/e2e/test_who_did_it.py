@@ -163,7 +163,7 @@ def test_lifecycle_prints_the_caller_the_same_from_sqlite_and_sls(fleet):
         text = shipper("lifecycle", stopped, "--store", store, cwd=root)
         as_json = shipper("lifecycle", stopped, "--json", "--store", store, cwd=root)
         assert text.returncode == as_json.returncode == 0, text.stderr + as_json.stderr
-        outputs[store] = (text.stdout.decode(), [json.loads(line) for line in as_json.stdout.decode().splitlines()])
+        outputs[store] = (text.stdout.decode(), [json.loads(line) for line in as_json.stdout.decode().splitlines()[1:]])
     assert outputs["sqlite"] == outputs["sls"]
     text, rows = outputs["sqlite"]
     assert re.search(r"Stopped — StopInstance by RAM user alice from 203\.0\.113\.7 via console, \d+ s before", text)
