@@ -33,6 +33,7 @@ from typing import Callable, Iterable
 
 import orjson
 
+from shipper.sinks.sqlite import move_aside
 from shipper.telemetry import metrics
 
 log = logging.getLogger("shipper.ledger")
@@ -102,15 +103,6 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
-
-
-def move_aside(path: Path) -> Path:
-    """Rename a damaged SQLite file and its WAL files out of the way (kept for a look); the file's new name."""
-    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        if Path(f"{path}{suffix}").exists():
-            Path(f"{path}{suffix}").rename(f"{aside}{suffix}")
-    return aside
 
 
 def _is_damaged(error: sqlite3.Error) -> bool:

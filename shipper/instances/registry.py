@@ -26,7 +26,7 @@ from shipper.telemetry import metrics
 from shipper.events import IDENTITY_FIELDS, STATE_ORDER
 from shipper.instances import stop_cause
 from shipper.instances.model import Instance
-from shipper.sinks.sqlite import StoreError
+from shipper.sinks.sqlite import StoreError, move_aside
 from shipper.times import format_time_ms
 
 log = logging.getLogger("shipper.instances.registry")
@@ -79,15 +79,6 @@ def _open(path: Path) -> tuple[sqlite3.Connection, dict[str, dict]]:
     return conn, entries
 
 
-def _move_aside(path: Path) -> Path:
-    """Rename the registry file and its WAL files out of the way (kept for a look); the new name of the file."""
-    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        if Path(f"{path}{suffix}").exists():
-            Path(f"{path}{suffix}").rename(f"{aside}{suffix}")
-    return aside
-
-
 def _valid_text(text: str) -> str:
     """Text SQLite can store: DescribeInstances answers are read with json, which lets lone surrogates through."""
     return text.encode("utf-8", "replace").decode("utf-8")
@@ -103,7 +94,7 @@ class InstanceRegistry:
             try:
                 self._conn, self._entries = _open(self.path)
             except _CorruptCache as e:
-                aside = _move_aside(self.path)
+                aside = move_aside(self.path)
                 log.warning("instance registry %s is damaged (%s): moved it to %s and started an empty one, "
                             "which the next events refill", self.path, e, aside.name)
                 self._conn, self._entries = _open(self.path)

@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import stat
 import threading
+import time
 from pathlib import Path
 
 from shipper import events, registry
@@ -42,6 +43,16 @@ class SqliteSinkSettings:
 
 class StoreError(Exception):
     """The local store cannot be opened or written; the message names the file."""
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged local SQLite file (instance registry, ledger) and its WAL files out of the way, kept for
+    a look; the file's new name."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        if Path(f"{path}{suffix}").exists():
+            Path(f"{path}{suffix}").rename(f"{aside}{suffix}")
+    return aside
 
 
 def _column_type(name: str) -> str:
