@@ -1,7 +1,9 @@
 """The `simulate` source: a seeded demo fleet fed through the real pipeline, like Vector's demo_logs.
 
 It emits the fleet's recent history (event times ending now) once, paced at `rate` messages/s, and
-logs what it handed over. Remove it from config.toml in production.
+logs what it handed over. First it describes its fleet to the instance registry, as an inventory sync
+would, so the demo's rows show zone, tags and charge type with no cloud account. Remove it from
+config.toml in production.
 """
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ import logging
 from dataclasses import dataclass
 import threading
 import time
+from typing import Callable
 
 from shipper import registry
 from shipper.registry import Finding
 from shipper.pipeline import Message, Pipeline, Result, Status
-from shipper.simulate import ENVELOPES, FleetSimulator
+from shipper.instances.model import Instance
+from shipper.simulate import ENVELOPES, FleetSimulator, SimInstance
 
 log = logging.getLogger("shipper.sources.simulate")
 
@@ -37,9 +41,12 @@ class SimulateSourceSettings:
 
 
 class SimulateRunner:
-    def __init__(self, settings: SimulateSourceSettings, pipeline: Pipeline):
+    def __init__(self, settings: SimulateSourceSettings, pipeline: Pipeline,
+                 describe: Callable[[Instance], None] = lambda instance: None):
+        """`describe`: what a DescribeInstances answer feeds (the instance registry's `remember`)."""
         self.settings = settings
         self.pipeline = pipeline
+        self._describe = describe
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._retry: list[Message] = []
@@ -77,6 +84,8 @@ class SimulateRunner:
         now_ms = int(time.time() * 1000)
         sim = FleetSimulator(instances=s.instances, seed=s.seed, envelope=s.envelope,
                              start_ms=now_ms - int(s.duration_seconds * 1000), duration_s=s.duration_seconds)
+        for instance in sim.fleet:
+            self._describe(described(instance))
         interval = 1.0 / s.rate
         next_at = time.monotonic()
         sent = 0
@@ -98,6 +107,15 @@ class SimulateRunner:
                 self.pipeline.submit(message)
 
 
+def described(instance: SimInstance) -> Instance:
+    """A demo instance as DescribeInstances would answer for it while it runs."""
+    return Instance(instance_id=instance.instance_id, status="Running", tags=dict(instance.tags),
+                    spot_strategy="SpotAsPriceGo" if instance.spot else "NoSpot", charge_type=instance.charge_type,
+                    zone_id=instance.zone_id, region_id=instance.region_id, instance_type=instance.instance_type,
+                    instance_name=instance.name, private_ips=(instance.private_ip,),
+                    public_ips=(instance.public_ip,) if instance.public_ip else ())
+
+
 def check(settings: SimulateSourceSettings, config=None) -> list[Finding]:
     return [Finding("warn", f"simulate source: a demo fleet of {settings.instances} instances is enabled; "
                             f"remove it in production")]
@@ -105,4 +123,5 @@ def check(settings: SimulateSourceSettings, config=None) -> list[Finding]:
 
 registry.register(registry.Component(
     registry.SOURCE, "simulate", SimulateSourceSettings,
-    build=lambda settings, runtime: SimulateRunner(settings, runtime.pipeline), check=check))
+    build=lambda settings, runtime: SimulateRunner(settings, runtime.pipeline, runtime.instances.remember),
+    check=check))

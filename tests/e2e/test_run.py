@@ -77,6 +77,7 @@ def post(port, body, token=TOKEN):
 def test_demo_fleet_lands_pushes_land_and_sigterm_stops_cleanly(running, fixtures_dir):
     wait_until(lambda: count(running.db, "ecs-events") >= 60)  # 20 instances' history
     demo = settled_count(running.db, "ecs-events")  # the demo is paced: wait until all of it landed
+    assert count(running.db, "ecs-events", "zone_id = '' OR charge_type = '' OR tags = ''") == 0  # described
 
     search = subprocess.run([sys.executable, "-m", "shipper", "search", "state: Running", "--json"],
                             cwd=running.cwd, capture_output=True, timeout=60)
