@@ -14,6 +14,8 @@ def check(config: Config) -> list[Finding]:
         findings += _component_findings(source, config)
     if _openapi_users(config):
         findings.append(_check_openapi(config))
+    if config.actiontrail.enabled:
+        findings.append(_check_actiontrail(config))
     for sink in config.sinks:
         findings += _component_findings(sink, config)
     return findings
@@ -74,6 +76,30 @@ def _check_openapi(config: Config) -> Finding:
                                    f"({e.code}); check [openapi] and the key's ECS permissions")
     where = f"all {len(regions)} regions" if config.openapi.regions == (ALL_REGIONS,) else ", ".join(regions)
     return Finding("ok", f"{users}: ECS in {where} reachable as {key} ({count} instances)")
+
+
+def _check_actiontrail(config: Config) -> Finding:
+    """One LookupEvents per region over the last minute: the key may read the trail in every region."""
+    import time
+
+    from shipper.cloud import CloudError, MissingCredentials, credentials_for
+    from shipper.cloud.actiontrail import ActionTrail
+    from shipper.cloud.openapi import OpenApi
+
+    try:
+        credentials = credentials_for("actiontrail")
+    except MissingCredentials as e:
+        return Finding("FAIL", str(e))
+    api = OpenApi(config.openapi, credentials)
+    trail, now_ms = ActionTrail(api), int(time.time() * 1000)
+    try:
+        regions = api.regions()
+        for region in regions:
+            sum(1 for _ in trail.lookup_events(region, now_ms - 60_000, now_ms))
+    except CloudError as e:
+        return Finding("FAIL", f"actiontrail: LookupEvents refused for access key {credentials.access_key_id} "
+                               f"({e.code}); check the key's actiontrail:LookupEvents permission and [openapi]")
+    return Finding("ok", f"actiontrail: LookupEvents in {', '.join(regions)} readable as {credentials.access_key_id}")
 
 
 INVENTORY_PERMISSIONS = ("ecs:DescribeInstances",)

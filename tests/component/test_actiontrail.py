@@ -220,3 +220,19 @@ def test_a_refused_region_is_counted_and_never_raises(wired, emulator):
     assert metrics.TRAIL_ERRORS.total() == errors + 1
     assert not state_path(str(wired.tmp_path)).exists()                # the cursor did not move
     assert wired.poller.poll() == 1
+
+
+def test_check_reads_the_trail_in_every_region_and_names_a_refusal(emulator, monkeypatch):
+    from shipper import config
+    from shipper.check import check
+
+    cfg = config.from_dict({"sinks": [{"type": "sqlite", "path": ":memory:"}], "actiontrail": {"enabled": True},
+                            "openapi": {"regions": [REGION, "cn-beijing"], "ecs_endpoint": emulator.endpoint,
+                                        "actiontrail_endpoint": emulator.endpoint}})
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
+    [reached] = [f for f in check(cfg) if f.text.startswith("actiontrail:")]
+    assert reached.level == "ok" and f"{REGION}, cn-beijing" in reached.text
+    emulator.fail_next("Forbidden.RAM", "LookupEvents")
+    [refused] = [f for f in check(cfg) if f.text.startswith("actiontrail:")]
+    assert refused.level == "FAIL" and "Forbidden.RAM" in refused.text and SECRET not in refused.text
