@@ -143,6 +143,10 @@ def new_event(**values: str) -> Record:
     return record
 
 
+# The field that names a record once, per table that has one: a store keeps one record per value (SQLite
+# ignores a repeat; the delivery ledger keeps a copy from being sent to SLS again).
+UID_FIELD = {EVENTS_TABLE: "event_uid", DEADLETTER_TABLE: "deadletter_uid"}
+
 # The field each table's records are grouped by as `__topic__` (SLS) / `topic` (SQLite).
 TOPIC_FIELD = {EVENTS_TABLE: "category", ACTIONS_TABLE: "hook", DEADLETTER_TABLE: "reason", AUDIT_TABLE: "finding"}
 

@@ -206,9 +206,9 @@ def _chunks(logs: list[_Log], tail_size: int) -> list[list[_Log]]:
     return chunks
 
 
-def uid_queries(uids: list[str]) -> list[str]:
-    """GetLogs search statements that together find every log with one of these event_uids."""
-    return [" or ".join(f'event_uid: "{uid}"' for uid in uids[start:start + UIDS_PER_QUERY])
+def uid_queries(uids: list[str], field: str = "event_uid") -> list[str]:
+    """GetLogs search statements that together find every log with one of these uids in `field`."""
+    return [" or ".join(f'{field}: "{uid}"' for uid in uids[start:start + UIDS_PER_QUERY])
             for start in range(0, len(uids), UIDS_PER_QUERY)]
 
 
@@ -230,8 +230,6 @@ class SlsSink:
         """Without a ledger (benchmarks), only copies inside one batch are dropped."""
         self.settings = settings
         self._ledger = ledger
-        # The endpoint's host is part of the name: a project name is unique only within its region.
-        self._ledger_store = f"sls:{endpoint_host(settings.endpoint)}/{settings.project}/{settings.events_logstore}"
         self._client = make_client(settings.endpoint, credentials, timeout=settings.timeout_seconds)
         self._sleep = sleep
         self._clock = clock
@@ -244,17 +242,21 @@ class SlsSink:
             events.AUDIT_TABLE: settings.audit_logstore,
         }
         self._encoders = {table: LogEncoder(fields) for table, fields in events.TABLE_FIELDS.items()}
-        # Requests whose outcome is unknown, settled before the next events are written; None until the
-        # first write, which starts with those of processes killed in flight.
-        self._unsettled: list[Pending] | None = None
+        # The ledger's name for each logstore whose records have a uid. The endpoint's host is part of it: a
+        # project name is unique only within its region.
+        self._ledger_stores = {table: f"sls:{endpoint_host(settings.endpoint)}/{settings.project}/{self._logstores[table]}"
+                               for table in events.UID_FIELD}
+        # Requests whose outcome is unknown (table, pending), settled before the next records with a uid are
+        # written; None until the first such write, which starts with those of processes killed in flight.
+        self._unsettled: list[tuple[str, Pending]] | None = None
 
     def write(self, table: str, records: list[dict]) -> int:
         """Logs newly written to the table's logstore; records SLS refused are dead-lettered, not counted."""
         deadline = self._clock() + self.settings.retry_seconds
-        if table == events.EVENTS_TABLE:
+        if table in events.UID_FIELD:
             if self._ledger is not None:
                 self._settle_unknown()
-            records = self._new_events(records)
+            records = self._new_records(table, records)
         written, rejected = self._write(table, records, deadline)
         if rejected:
             if table == events.DEADLETTER_TABLE:
@@ -268,13 +270,17 @@ class SlsSink:
 
     # -- internals ---------------------------------------------------------------------------------------
 
-    def _new_events(self, records: list[dict]) -> list[dict]:
-        """The first record of each event_uid, less those the ledger says the events logstore has."""
+    def _new_records(self, table: str, records: list[dict]) -> list[dict]:
+        """The first record of each uid, less those the ledger says the logstore has (a record without a uid,
+        e.g. a dead letter from an older version, is always kept)."""
+        field = events.UID_FIELD[table]
         first: dict[str, dict] = {}
+        nameless = [record for record in records if not record.get(field)]
         for record in records:
-            first.setdefault(record["event_uid"], record)
-        fresh = self._ledger.fresh(self._ledger_store, list(first)) if self._ledger else first.keys()
-        kept = [record for uid, record in first.items() if uid in fresh]
+            if record.get(field):
+                first.setdefault(record[field], record)
+        fresh = self._ledger.fresh(self._ledger_stores[table], list(first)) if self._ledger else first.keys()
+        kept = [record for uid, record in first.items() if uid in fresh] + nameless
         if len(kept) < len(records):
             metrics.COPIES_DROPPED.inc(len(records) - len(kept), labels={"sink": self.name})
         return kept
@@ -283,17 +289,19 @@ class SlsSink:
         """Commit what SLS has of each request whose outcome is unknown, and forget the rest: their events are
         sent again when their messages come back."""
         if self._unsettled is None:
-            self._unsettled = self._ledger.orphans(self._ledger_store)
+            self._unsettled = [(table, pending) for table, store in self._ledger_stores.items()
+                               for pending in self._ledger.orphans(store)]
         while self._unsettled:
-            pending = self._unsettled.pop()
+            table, pending = self._unsettled.pop()
             self._sleep(max(0.0, pending.sent + SEARCHABLE_AFTER_SECONDS - time.time()))
-            landed = self._landed(self.settings.events_logstore, list(pending.uids), pending)
-            self._ledger.commit(self._ledger_store, landed, settles=pending)
+            landed = self._landed(table, list(pending.uids), pending)
+            self._ledger.commit(self._ledger_stores[table], landed, settles=pending)
 
-    def _landed(self, logstore: str, uids: list[str], pending: Pending) -> set[str]:
+    def _landed(self, table: str, uids: list[str], pending: Pending) -> set[str]:
         """Those of the uids SLS has (within the request's time range); those found before a GetLogs failure."""
+        logstore, field = self._logstores[table], events.UID_FIELD[table]
         found: set[str] = set()
-        for query in uid_queries(uids):
+        for query in uid_queries(uids, field):
             try:  # `to` is exclusive (sls.md §6.1)
                 rows = get_logs(self._client, self.settings.project, logstore,
                                 pending.from_s - QUERY_MARGIN_SECONDS, pending.to_s + 1 + QUERY_MARGIN_SECONDS,
@@ -303,7 +311,7 @@ class SlsSink:
                 log.warning("sls: %s: cannot ask SLS which logs of a request with no answer landed (GetLogs "
                             "%s); sending them again (copies possible)", logstore, _describe(error))
                 break
-            found.update(row.get("event_uid", "") for row in rows)
+            found.update(row.get(field, "") for row in rows)
         else:
             metrics.SLS_UNKNOWN_OUTCOMES.inc(labels={"settled": "checked"})
         return found & set(uids)
@@ -322,51 +330,54 @@ class SlsSink:
             by_topic.setdefault(record.get(topic_field, ""), []).append(
                 _Log(record, encoder.encode(record, time_s, time_ns), time_s))
         written, rejected = 0, []
-        logstore = self._logstores[table]
-        remember = table == events.EVENTS_TABLE and self._ledger is not None
+        remember = table in events.UID_FIELD and self._ledger is not None
+        if remember and self._unsettled is None:  # e.g. the dead letters of refused actions: load orphans first
+            self._settle_unknown()
         for topic, logs in by_topic.items():
             tail = group_tail(topic, self._host, self._tags)
             for chunk in _chunks(logs, len(tail)):
-                ok, refused = self._put_or_split(logstore, chunk, tail, deadline, remember)
+                ok, refused = self._put_or_split(table, chunk, tail, deadline, remember)
                 written += ok
                 rejected += refused
         return written, rejected
 
-    def _put_or_split(self, logstore: str, chunk: list[_Log], tail: bytes, deadline: float,
+    def _put_or_split(self, table: str, chunk: list[_Log], tail: bytes, deadline: float,
                       remember: bool) -> tuple[int, list[tuple[dict, str]]]:
         """(logs written, [(record, error)] refused); bisects requests refused for their data. With
         `remember`, each request's uids are pending in the ledger while it is sent, and committed once SLS
         accepted it, before the next is sent."""
-        uids = [item.record["event_uid"] for item in chunk] if remember else []
-        pending = self._ledger.begin(self._ledger_store, uids, min(item.time_s for item in chunk),
+        logstore = self._logstores[table]
+        uids = [uid for item in chunk if (uid := item.record.get(events.UID_FIELD[table]))] if remember else []
+        pending = self._ledger.begin(self._ledger_stores[table], uids, min(item.time_s for item in chunk),
                                      max(item.time_s for item in chunk)) if remember else None
         try:
-            self._put(logstore, chunk, tail, deadline, pending)
+            self._put(table, chunk, tail, deadline, pending)
         except CloudError as error:  # refused: nothing of it landed
             if pending is not None:
                 self._ledger.forget(pending)
             if error.code in DATA_ERROR_CODES and len(chunk) > 1:
                 half = len(chunk) // 2
-                first = self._put_or_split(logstore, chunk[:half], tail, deadline, remember)
-                second = self._put_or_split(logstore, chunk[half:], tail, deadline, remember)
+                first = self._put_or_split(table, chunk[:half], tail, deadline, remember)
+                second = self._put_or_split(table, chunk[half:], tail, deadline, remember)
                 return first[0] + second[0], first[1] + second[1]
             log.warning("sls: %s refused %d logs: %s", logstore, len(chunk), _describe(error))
             return 0, [(item.record, _describe(error)) for item in chunk]
         if remember:
-            self._ledger.commit(self._ledger_store, uids, settles=pending)
+            self._ledger.commit(self._ledger_stores[table], uids, settles=pending)
         return len(chunk), []
 
-    def _put(self, logstore: str, chunk: list[_Log], tail: bytes, deadline: float, pending: Pending | None) -> None:
+    def _put(self, table: str, chunk: list[_Log], tail: bytes, deadline: float, pending: Pending | None) -> None:
         """One PutLogs, retried while retryable and within the deadline; raises CloudError otherwise. With
         `pending` (its uids in the ledger), a retry after no answer first asks SLS which logs landed, and sends
         only the others; giving up after no answer leaves the request to be settled at the next write."""
+        logstore, field = self._logstores[table], events.UID_FIELD.get(table, "")
         attempt, unknown = 0, False
         while True:
             if unknown:
-                landed = self._landed(logstore, [item.record["event_uid"] for item in chunk], pending)
-                self._ledger.commit(self._ledger_store, landed)
+                landed = self._landed(table, [item.record.get(field, "") for item in chunk], pending)
+                self._ledger.commit(self._ledger_stores[table], landed)
                 metrics.COPIES_DROPPED.inc(len(landed), labels={"sink": self.name})
-                chunk = [item for item in chunk if item.record["event_uid"] not in landed]
+                chunk = [item for item in chunk if item.record.get(field, "") not in landed]
                 if not chunk:
                     return
             try:
@@ -381,7 +392,7 @@ class SlsSink:
                 attempt += 1
                 if self._clock() + delay > deadline:
                     if unknown:
-                        self._unsettled.append(pending)  # it may have landed: asked about at the next write
+                        self._unsettled.append((table, pending))  # it may have landed: asked about at the next write
                     elif pending is not None:
                         self._ledger.forget(pending)
                     raise SlsSinkError(
@@ -417,7 +428,7 @@ def check(sink: SlsSinkSettings, config=None) -> list[Finding]:
     except MissingCredentials as e:
         return [Finding("FAIL", str(e))]
     findings = []
-    for logstore in (sink.events_logstore, sink.actions_logstore, sink.deadletter_logstore):
+    for logstore in (sink.events_logstore, sink.actions_logstore, sink.deadletter_logstore, sink.audit_logstore):
         try:
             client.get_logstore(sink.project, logstore)
             findings.append(Finding("ok", f"sls sink: {sink.project}/{logstore} at {sink.endpoint} reachable"))

@@ -218,3 +218,13 @@ def test_another_live_processs_request_in_flight_is_left_to_it(sls, ledger):
     assert make_sink(sls, ledger).write(events.EVENTS_TABLE, [event(2)]) == 1
     assert sls.request_count("GetLogs") == 0
     other.close()
+
+
+def test_the_same_input_dead_lettered_twice_is_written_once(sls, ledger):
+    """`shipper replay` of a folder twice: its dead letters carry the same deadletter_uid (source + input)."""
+    letter = events.dead_letter(reason="not-json", source="file:a.json", message_id="", received_time="",
+                                error="not JSON", raw=b"{oops")
+    sink = make_sink(sls, ledger)
+    assert sink.write(events.DEADLETTER_TABLE, [dict(letter), dict(letter)]) == 1
+    assert make_sink(sls, ledger).write(events.DEADLETTER_TABLE, [dict(letter)]) == 0
+    assert [log.contents["deadletter_uid"] for log in sls.logs(PROJECT, DEADLETTER)] == [letter["deadletter_uid"]]
