@@ -26,7 +26,7 @@ from shipper.telemetry import metrics
 from shipper.events import IDENTITY_FIELDS, STATE_ORDER
 from shipper.instances import stop_cause
 from shipper.instances.model import Instance
-from shipper.sinks.sqlite import StoreError, move_aside
+from shipper.sinks.sqlite import StoreError, move_aside, rollback
 from shipper.times import format_time_ms
 
 log = logging.getLogger("shipper.instances.registry")
@@ -214,18 +214,11 @@ class InstanceRegistry:
             self._conn.executemany(f"INSERT OR REPLACE INTO instances ({', '.join(COLUMNS)}) VALUES ({marks})", rows)
             self._conn.execute("COMMIT")
         except Exception:
-            self._rollback()
+            rollback(self._conn)
             with self._lock:
                 self._dirty |= saving
             raise
         return len(rows)
-
-    def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            try:
-                self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # the save's own error is the one reported; the next save's failure rolls back again
 
     def try_save(self) -> bool:
         """save(), never raising: a failure is logged once (one line) until a save succeeds again, and

@@ -45,6 +45,15 @@ class StoreError(Exception):
     """The local store cannot be opened or written; the message names the file."""
 
 
+def rollback(conn: sqlite3.Connection) -> None:
+    """End a failed write's transaction, so the next write (and other writers) are not blocked by it."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the write's own error is the one reported; the next write's failure rolls back again
+
+
 def move_aside(path: Path) -> Path:
     """Rename a damaged local SQLite file (instance registry, ledger) and its WAL files out of the way, kept for
     a look; the file's new name."""
@@ -181,16 +190,8 @@ class SqliteSink:
                 self._conn.execute("COMMIT")
                 return self._conn.total_changes - before
             except Exception as e:  # any failure, sqlite's or a value's (e.g. text it cannot encode)
-                self._rollback()
+                rollback(self._conn)
                 raise StoreError(f"{self.path}: write to {table} failed: {e}") from None
-
-    def _rollback(self) -> None:
-        """End the failed batch's transaction, so the next batch (and other writers) are not blocked by it."""
-        if self._conn.in_transaction:
-            try:
-                self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # the batch's own error is the one reported; the next write's failure rolls back again
 
     def close(self) -> None:
         with self._lock:
