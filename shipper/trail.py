@@ -148,4 +148,8 @@ def _text(value) -> str:
 
 
 def _compact(value) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+    """Compact JSON; what orjson refuses (an integer beyond 64 bits in a hostile event) goes through json."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))

@@ -23,7 +23,9 @@ from typing import Callable
 from shipper import events, trail
 from shipper.cloud import CloudError
 from shipper.config import TRAIL_RETENTION_DAYS, ActionTrailSettings
+from shipper.pipeline import INTERNAL_ERROR
 from shipper.telemetry import metrics
+from shipper.times import format_time_ms
 
 log = logging.getLogger("shipper.actiontrail")
 
@@ -81,7 +83,7 @@ class TrailPoller:
         committed = self._committed.setdefault(region, {})
         try:
             found = [record for event in self._actiontrail.lookup_events(region, start_ms, now_ms)
-                     for record in trail.records(event, now_ms)]
+                     for record in self._records(region, event, now_ms)]
         except CloudError as e:
             metrics.TRAIL_ERRORS.inc(labels={"region": region})
             log.error("actiontrail: LookupEvents in %s failed (%s); next try in %.0f s", region, e,
@@ -100,6 +102,21 @@ class TrailPoller:
         self._cursors[region] = now_ms
         self._save()
         return len(new)
+
+    def _records(self, region: str, event: dict, now_ms: int) -> list[dict]:
+        """The event's api-call records. An event the mapper fails on (a bug) is dead-lettered with the reason, so
+        it can neither stop the region's cursor for ever nor be lost."""
+        try:
+            return trail.records(event, now_ms)
+        except Exception as e:
+            log.exception("actiontrail: cannot map an event of %s; dead-lettering it", region)
+            raw = json.dumps(event, default=str, ensure_ascii=False).encode("utf-8")
+            letter = events.dead_letter(reason=INTERNAL_ERROR, source=f"actiontrail:{region}",
+                                        message_id=str(event.get("eventId", "")),
+                                        received_time=format_time_ms(now_ms),
+                                        error=f"{type(e).__name__} while mapping", raw=raw)
+            self._record(events.DEADLETTER_TABLE, [letter], lambda ok: None)  # if lost, the next poll asks again
+            return []
 
     def _commit(self, records: list[dict]) -> bool:
         """Through the pipeline into every sink; True once done(True)."""

@@ -236,3 +236,34 @@ def test_check_reads_the_trail_in_every_region_and_names_a_refusal(emulator, mon
     emulator.fail_next("Forbidden.RAM", "LookupEvents")
     [refused] = [f for f in check(cfg) if f.text.startswith("actiontrail:")]
     assert refused.level == "FAIL" and "Forbidden.RAM" in refused.text and SECRET not in refused.text
+
+
+def test_an_event_the_mapper_fails_on_is_dead_lettered_and_the_others_go_on(wired, emulator, monkeypatch):
+    """A mapper bug on one event costs that event a dead letter, never the region's cursor (a poison pill)."""
+    from shipper import trail
+
+    real = trail.records
+
+    def failing_on_one(event, received_ms, source="poller"):
+        if event["eventId"] == "EVT-00001":
+            raise ValueError("a mapper bug")
+        return real(event, received_ms, source)
+
+    monkeypatch.setattr(trail, "records", failing_on_one)
+    now = time.time()
+    emulator.add_trail([stop_call(n, now - 120 + n) for n in range(3)])
+    assert wired.poller.poll() == 2
+    wired.pipeline.close(10)
+    conn = sqlite3.connect(wired.tmp_path / "events.db")
+    assert [r[0] for r in conn.execute('SELECT event_uid FROM "ecs-events" ORDER BY event_uid')] == uids([0, 2])
+    assert conn.execute('SELECT reason, source, message_id FROM "shipper-deadletter"').fetchall() == \
+        [("internal-error", f"actiontrail:{REGION}", "EVT-00001")]
+    assert wired.poller._cursors[REGION] > 0
+
+
+def test_a_hostile_event_is_mapped_without_raising():
+    from shipper import trail
+
+    event = stop_call(7, time.time()) | {"eventId": -(2 ** 64), "requestParameters": {"InstanceId": "i-x", "n": 2 ** 70}}
+    [row] = trail.records(event, received_ms=0)
+    assert row["instance_id"] == "i-x" and str(2 ** 70) in row["raw"]
