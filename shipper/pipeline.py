@@ -4,8 +4,8 @@ The delivery core: it knows sources, sinks, enrichers and listeners only by thes
 hooks or registries. A source hands over a Message and acts on its Result: an MNS message is deleted once
 `on_done` reports it, an HTTP push answered as soon as `on_committed` does. Enrichers (callables) fill
 a batch of event records just before it is written: they see the whole batch at once, so what they must
-ask the cloud about (instances not yet known) is asked once per batch, not once per message. After a batch is in every sink, each commit listener is told of
-each record and may take a hold on its message (`hold()` returns the release): as Vector's finalizers
+ask the cloud about (instances not yet known) is asked once per batch, not once per message. After a batch
+is in every sink, each commit listener is told of each record and may take a hold on its message (`hold()` returns the release): as Vector's finalizers
 travel with an event, `on_done` then waits until every hold is released, so a hook that must decide
 before an MNS message is deleted keeps the acknowledgement until it has.
 Input that cannot be decoded becomes a dead-letter record, committed the same way, so it is never lost.
