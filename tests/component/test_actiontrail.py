@@ -267,3 +267,45 @@ def test_a_hostile_event_is_mapped_without_raising():
     event = stop_call(7, time.time()) | {"eventId": -(2 ** 64), "requestParameters": {"InstanceId": "i-x", "n": 2 ** 70}}
     [row] = trail.records(event, received_ms=0)
     assert row["instance_id"] == "i-x" and str(2 ** 70) in row["raw"]
+
+
+def test_every_api_caused_change_of_a_simulated_fleet_shows_its_caller(emulator, tmp_path):
+    """Issue 13's done-when, end to end through the emulated ActionTrail: the simulator's calls are seeded into
+    the emulator's trail, its events go through the pipeline, the poller reads the trail, and the lifecycle
+    join names for every state change exactly the call the simulator says caused it (SimEvent.caller)."""
+    from shipper.normalize import events_from_bytes
+    from shipper.pipeline import Message
+    from shipper.read.lifecycle import timeline
+    from shipper.read.stores import SqliteStore
+    from shipper.simulate import FleetSimulator
+    from shipper.sinks.sqlite import connect
+
+    sim = FleetSimulator(instances=40, seed=21, start_ms=int(time.time() * 1000) - 3 * 3_600_000, duration_s=7200)
+    messages = list(sim.events())
+    emulator.add_trail(list(sim.trail()))
+    regions = tuple(sorted({i.region_id for i in sim.fleet}))
+    api = OpenApi(OpenApiSettings(regions=regions, ecs_endpoint=emulator.endpoint,
+                                  actiontrail_endpoint=emulator.endpoint, timeout_seconds=5.0),
+                  Credentials(KEY_ID, SECRET), sleep=FakeClock().sleep)
+    pipeline = Pipeline([SqliteSink(tmp_path / "events.db")], BatchSettings(linger_ms=10)).start()
+    for n, message in enumerate(messages):
+        pipeline.submit(Message(body=message.body, source="test", message_id=str(n)))
+    poller = TrailPoller(ActionTrail(api, calls_per_second=1000), api.regions, pipeline.record,
+                         ActionTrailSettings(enabled=True), state_path(str(tmp_path)))
+    assert poller.poll() > 0
+    pipeline.close(10)
+
+    expected = {}
+    for message in messages:
+        if message.state:
+            [record] = events_from_bytes(message.body, received_ms=0)
+            expected[record["event_uid"]] = message.caller.lower()
+    assert sum(1 for caller in expected.values() if caller) > 50
+    store = SqliteStore(connect(tmp_path / "events.db", create=False))
+    found = {}
+    for instance in sim.fleet:
+        for event in timeline(store, instance.instance_id):
+            if event["state"]:
+                caused = event["caused_by"]
+                found[event["event_uid"]] = caused["event_uid"].split(":")[1] if caused else ""
+    assert found == expected
