@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from shipper import __version__, config as config_mod
+from shipper import __version__, config as config_mod, config_files
 
 CONFIG_HELP = ("Config file, read alone, never merged (default: $SHIPPER_CONFIG, ./config.toml, "
                "/etc/shipper/config.toml, else the packaged default; `shipper config` shows which).")
@@ -23,7 +23,7 @@ STORE_OPTION = click.option("--store", type=click.Choice(("sqlite", "sls")),
 
 def load_config(path: str | None) -> config_mod.Config:
     """The config in force: `path` (--config), else the one discovered; a ConfigError becomes the CLI's error."""
-    found = config_mod.discover(path, os.environ, Path.cwd())
+    found = config_files.discover(path, os.environ, Path.cwd())
     try:
         return config_mod.load(found.path, os.environ, found.base, found.why)
     except config_mod.ConfigError as e:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from shipper import config as config_mod
+from shipper import config_files
 from shipper.cli import CONFIG_OPTION, load_config
 
 
@@ -21,7 +21,7 @@ def config(config_path: str | None) -> None:
     """
     loaded = load_config(config_path)
     click.echo(f"# in force: {loaded.path}\n# why: {loaded.origin}\n")
-    click.echo(config_mod.to_toml(loaded), nl=False)
+    click.echo(config_files.to_toml(loaded), nl=False)
 
 
 @click.command()
@@ -33,7 +33,7 @@ def config(config_path: str | None) -> None:
 @click.option("--force", is_flag=True, help="Overwrite the file if it exists.")
 def init(production: bool, path: Path, force: bool) -> None:
     """Write a commented starter config, then edit it and run `shipper check --config PATH`."""
-    template = config_mod.PRODUCTION_TEMPLATE if production else config_mod.EMBEDDED_DEFAULT
+    template = config_files.PRODUCTION_TEMPLATE if production else config_files.EMBEDDED_DEFAULT
     if path.exists() and not force:
         raise click.ClickException(f"{path} exists: pass --force to overwrite it")
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from shipper.cli import CONFIG_OPTION, load_config
-from shipper.config import DASHBOARDS
+from shipper.config_files import DASHBOARDS
 
 
 @click.group()

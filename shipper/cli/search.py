@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 import orjson
 
-from shipper import config as config_mod, events
+from shipper import config as config_mod, config_files, events
 from shipper.cli import CONFIG_OPTION, STORE_OPTION, load_config
 from shipper.cli.format import FORMATS
 from shipper.query.parser import QueryError, parse
@@ -35,13 +35,13 @@ def _saved_search(name: str) -> tuple[str, str]:
     `shipper dashboards import` imports by default): dashboards/savedsearches/NAME.json."""
     from shipper.dashboards.load import load, of
 
-    entities, problems = load(config_mod.DASHBOARDS)
+    entities, problems = load(config_files.DASHBOARDS)
     saved = of(entities, "savedsearch")
     if name not in saved:
         broken = [p for p in problems if Path(p.file).stem == name]
         if broken:
             raise click.ClickException(str(broken[0]))
-        known = ", ".join(sorted(saved)) or f"none (no {config_mod.DASHBOARDS / 'savedsearches'} folder)"
+        known = ", ".join(sorted(saved)) or f"none (no {config_files.DASHBOARDS / 'savedsearches'} folder)"
         raise click.ClickException(f"--saved: no saved search {name!r}; known: {known}")
     body = saved[name].body
     if body["logstore"] not in events.TABLE_FIELDS:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shipper import config
+from shipper import config_files
 
 ENV = {k: v for k, v in os.environ.items() if k != "SHIPPER_CONFIG"}
 
@@ -18,11 +18,11 @@ def shipper(*args, cwd, env=ENV):
 
 
 def test_config_in_an_empty_folder_is_the_packaged_default_with_its_demo_store_here(tmp_path):
-    if config.ETC_CONFIG.exists():
-        pytest.skip(f"{config.ETC_CONFIG} exists on this machine and comes before the packaged default")
+    if config_files.ETC_CONFIG.exists():
+        pytest.skip(f"{config_files.ETC_CONFIG} exists on this machine and comes before the packaged default")
     result = shipper("config", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"# in force: {config.EMBEDDED_DEFAULT}\n# why: the packaged embedded default")
+    assert result.stdout.startswith(f"# in force: {config_files.EMBEDDED_DEFAULT}\n# why: the packaged embedded default")
     settings = tomllib.loads(result.stdout)
     assert settings["shipper"]["data_dir"] == str(tmp_path / "shipper-demo")
     assert [s["type"] for s in settings["sources"]] == ["simulate", "http"]
@@ -55,17 +55,17 @@ def test_an_unset_variable_stops_every_command_with_one_line(tmp_path):
 def test_init_writes_a_starter_and_refuses_to_overwrite(tmp_path):
     result = shipper("init", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "config.toml").read_bytes() == config.EMBEDDED_DEFAULT.read_bytes()
+    assert (tmp_path / "config.toml").read_bytes() == config_files.EMBEDDED_DEFAULT.read_bytes()
     (tmp_path / "config.toml").write_text("# mine\n")
     result = shipper("init", cwd=tmp_path)
     assert result.returncode == 1 and result.stderr == "Error: config.toml exists: pass --force to overwrite it\n"
     assert (tmp_path / "config.toml").read_text() == "# mine\n"
     assert shipper("init", "--force", cwd=tmp_path).returncode == 0
-    assert (tmp_path / "config.toml").read_bytes() == config.EMBEDDED_DEFAULT.read_bytes()
+    assert (tmp_path / "config.toml").read_bytes() == config_files.EMBEDDED_DEFAULT.read_bytes()
     result = shipper("init", "--production", "--path", "etc/shipper/config.toml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     written = tmp_path / "etc" / "shipper" / "config.toml"
-    assert written.read_bytes() == config.PRODUCTION_TEMPLATE.read_bytes()
+    assert written.read_bytes() == config_files.PRODUCTION_TEMPLATE.read_bytes()
 
 
 def test_search_with_a_config_elsewhere_reads_the_store_beside_that_config(tmp_path, fixtures_dir):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shipper import config
+from shipper import config, config_files
 from shipper.config import ConfigError
 
 SQLITE = '[[sinks]]\ntype = "sqlite"\n'
@@ -24,25 +24,25 @@ def places(tmp_path):
 def test_discovery_order_flag_env_cwd_etc_packaged(places):
     cwd, etc, tmp = places
     env = {"SHIPPER_CONFIG": str(tmp / "named" / "x.toml")}
-    assert config.discover("../named/x.toml", env, cwd, etc) == config.Found(
-        cwd / "../named/x.toml", config.FLAG, cwd / "../named")
-    assert config.discover(None, env, cwd, etc) == config.Found(tmp / "named" / "x.toml", config.ENV, tmp / "named")
-    assert config.discover(None, {}, cwd, etc) == config.Found(cwd / "config.toml", config.CWD, cwd)
+    assert config_files.discover("../named/x.toml", env, cwd, etc) == config_files.Found(
+        cwd / "../named/x.toml", config_files.FLAG, cwd / "../named")
+    assert config_files.discover(None, env, cwd, etc) == config_files.Found(tmp / "named" / "x.toml", config_files.ENV, tmp / "named")
+    assert config_files.discover(None, {}, cwd, etc) == config_files.Found(cwd / "config.toml", config_files.CWD, cwd)
     (cwd / "config.toml").unlink()
-    assert config.discover(None, {"SHIPPER_CONFIG": ""}, cwd, etc) == config.Found(etc, config.ETC, etc.parent)
+    assert config_files.discover(None, {"SHIPPER_CONFIG": ""}, cwd, etc) == config_files.Found(etc, config_files.ETC, etc.parent)
     etc.unlink()
-    found = config.discover(None, {}, cwd, etc)
+    found = config_files.discover(None, {}, cwd, etc)
     # The packaged default's own folder is inside the installation: its relative paths follow the current folder.
-    assert found == config.Found(config.EMBEDDED_DEFAULT, config.PACKAGED, cwd)
+    assert found == config_files.Found(config_files.EMBEDDED_DEFAULT, config_files.PACKAGED, cwd)
     assert config.load(found.path, {}, found.base).shipper.data_dir == str(cwd / "shipper-demo")
 
 
 def test_a_missing_named_file_never_falls_through_to_another(places):
     cwd, etc, tmp = places
-    found = config.discover(None, {"SHIPPER_CONFIG": str(tmp / "typo.toml")}, cwd, etc)
+    found = config_files.discover(None, {"SHIPPER_CONFIG": str(tmp / "typo.toml")}, cwd, etc)
     with pytest.raises(ConfigError, match=r"typo.toml: no such config file \(fix or unset \$SHIPPER_CONFIG\)"):
         config.load(found.path, {}, found.base, found.why)
-    found = config.discover("typo.toml", {}, cwd, etc)
+    found = config_files.discover("typo.toml", {}, cwd, etc)
     with pytest.raises(ConfigError, match=r"typo.toml: no such config file \(check --config"):
         config.load(found.path, {}, found.base, found.why)
 
@@ -104,7 +104,7 @@ def test_printed_settings_load_back_the_same_and_mask_secret_variables(tmp_path)
         '[hooks.restart]\nenabled = true\nopt_in_tag = "k=\\"v\\"\\u00e9\\t"\ninstances = ["i-1"]\n')
     environ = {"REGION": "cn-beijing", "UID": "42", "MNS_TOKEN": "s3cr3t-value"}
     loaded = config.load(tmp_path / "c.toml", environ)
-    text = config.to_toml(loaded)
+    text = config_files.to_toml(loaded)
     assert "s3cr3t-value" not in text and 'endpoint = "***"' in text
     assert 'project = "p$$1"' in text and f'data_dir = "{tmp_path / "d"}"' in text
     back = config.from_dict(tomllib.loads(text), str(tmp_path / "c.toml"), {})
@@ -119,24 +119,24 @@ def test_only_secret_named_variables_are_masked():
     loaded = config.from_dict(doc(endpoint="https://${UID}.example/${API_KEY}"), "c.toml", {"UID": "1", "API_KEY": "k9"})
     assert loaded.secrets == {"k9"}
     plain = config.from_dict(doc(endpoint="https://${UID}.example"), "c.toml", {"UID": "1"})
-    assert 'endpoint = "https://1.example"' in config.to_toml(plain)
+    assert 'endpoint = "https://1.example"' in config_files.to_toml(plain)
 
 
 def test_production_template_needs_its_variables_and_keeps_hooks_in_dry_run():
     with pytest.raises(ConfigError, match=r"`endpoint`: \$\{SHIPPER_MNS_ENDPOINT\} is not set"):
-        config.load(config.PRODUCTION_TEMPLATE, {})
-    c = config.load(config.PRODUCTION_TEMPLATE, {"SHIPPER_MNS_ENDPOINT": "https://1.mns.cn-hangzhou.aliyuncs.com",
+        config.load(config_files.PRODUCTION_TEMPLATE, {})
+    c = config.load(config_files.PRODUCTION_TEMPLATE, {"SHIPPER_MNS_ENDPOINT": "https://1.mns.cn-hangzhou.aliyuncs.com",
                                                  "SHIPPER_SLS_PROJECT": "ecs-audit"})
     assert [s.type for s in c.sources] == ["mns"] and [s.type for s in c.sinks] == ["sls"]
     assert c.shipper.data_dir == "/var/lib/shipper" and c.inventory.enabled
     assert all(h.enabled and h.dry_run for h in c.hooks.values())
     assert c.api.listen == "127.0.0.1:9598"
-    container = config.load(config.PRODUCTION_TEMPLATE, {"SHIPPER_MNS_ENDPOINT": "h:1", "SHIPPER_SLS_PROJECT": "p",
+    container = config.load(config_files.PRODUCTION_TEMPLATE, {"SHIPPER_MNS_ENDPOINT": "h:1", "SHIPPER_SLS_PROJECT": "p",
                                                          "SHIPPER_API_LISTEN": "0.0.0.0:9598"})
     assert container.api.listen == "0.0.0.0:9598"
 
 
 def test_packaged_content_is_where_the_cli_looks():
-    assert config.EMBEDDED_DEFAULT.is_file() and config.PRODUCTION_TEMPLATE.is_file()
-    assert (config.DASHBOARDS / "index").is_dir()
-    assert Path(config.EMBEDDED_DEFAULT).read_text().startswith("# shipper's embedded default")
+    assert config_files.EMBEDDED_DEFAULT.is_file() and config_files.PRODUCTION_TEMPLATE.is_file()
+    assert (config_files.DASHBOARDS / "index").is_dir()
+    assert Path(config_files.EMBEDDED_DEFAULT).read_text().startswith("# shipper's embedded default")
