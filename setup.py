@@ -1,5 +1,5 @@
 """The one build step pyproject.toml cannot say: the wheel carries the embedded default config, the production
-template and the SLS content in shipper/_packaged/ (shipper/config.py finds them there), while the repository
+template and the SLS content in shipper/_packaged/ (shipper/config_files.py finds them there), while the repository
 keeps them at its top level, where DESIGN's layout puts them. MANIFEST.in puts the same files in the sdist."""
 import shutil
 from pathlib import Path
